@@ -1,0 +1,1 @@
+"""CoPE-VideoLM for Hugging Face Transformers."""

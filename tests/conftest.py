@@ -1,0 +1,18 @@
+"""Shared pytest fixtures: the real videos in ../shared/media and torch thread settings for 2-core CI."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MEDIA_DIR = REPO_ROOT.parent / "shared" / "media"
+
+torch.set_num_threads(1)  # PyAV's decoder threads and torch's intra-op threads oversubscribe 2 cores otherwise.
+
+
+@pytest.fixture(scope="session")
+def media_dir() -> Path:
+    if not MEDIA_DIR.is_dir():
+        pytest.skip(f"shared media folder not found at {MEDIA_DIR}")
+    return MEDIA_DIR
