@@ -1,0 +1,298 @@
+"""CoPE-VideoLM video processor: codec primitives -> model tensors.
+
+A video file goes through the codec layer (`extract_primitives`, PyAV), never torchcodec: the I steps become keyframes
+for the vision tower, the P steps become motion-vector grids and residuals for the Δ-encoder. Ships as Hub remote code,
+so it imports its siblings only as `from .x import Y`.
+"""
+
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.image_utils import PILImageResampling, SizeDict
+from transformers.processing_utils import Unpack, VideosKwargs
+from transformers.video_processing_utils import BaseVideoProcessor
+
+from .codec import extract_primitives
+
+
+class CoPEVideosKwargs(VideosKwargs, total=False):
+    """Per-call knobs of `CoPEVideoProcessor`; every one is also an instance attribute, so checkpoints pin them.
+
+    gop_size / keyframes_per_gop: steps per GOP and how many of them are RGB keyframes ("I"); the rest are Δ steps.
+    codec_size: side of the square frames the codec layer extracts (MV grid = codec_size // mv_block).
+    codec_mode: "auto" | "transcode" | "native" (see `extract_primitives`).
+    mv_block, residual_scale: MV cell size in pixels; residual resolution relative to codec_size.
+    mv_normalizer, mv_clip: motion vectors are divided by mv_normalizer and clipped to +-mv_clip.
+    residual_std: residuals are divided by 255 and then by residual_std.
+    max_steps: cap on steps per video (uniform sampling beyond it, like VideoLLaMA3); None = no cap.
+    patch_size, pooling: vision patch size and the spatial pooling factor (tokens per keyframe side =
+        ceil((size // patch_size) / pooling)).
+    use_token_compression, compression_threshold: VideoLLaMA3-style pruning of unchanged keyframe tokens.
+    """
+
+    gop_size: int
+    keyframes_per_gop: int
+    codec_size: int
+    codec_mode: str
+    mv_block: int
+    residual_scale: float
+    mv_normalizer: float
+    mv_clip: float
+    residual_std: float
+    max_steps: int | None
+    patch_size: int
+    pooling: int
+    use_token_compression: bool
+    compression_threshold: float
+
+
+def _is_primitives(obj: Any) -> bool:
+    """Duck-typed check: remote code may load `codec.py` as a different module than the caller's."""
+    return all(hasattr(obj, name) for name in ("frame_types", "keyframes", "motion_vectors", "residuals"))
+
+
+def _is_video_ref(obj: Any) -> bool:
+    return isinstance(obj, (str, os.PathLike)) or _is_primitives(obj)
+
+
+def flatten_videos(videos: Any) -> list:
+    """One flat list of videos from a path, a `CodecPrimitives`, or (nested) lists of them.
+
+    `apply_chat_template` hands over `list[list[path]]` (one list per conversation); batching concatenates, so order
+    is conversation by conversation, video by video.
+    """
+    if _is_video_ref(videos):
+        return [videos]
+    if isinstance(videos, (list, tuple)):
+        flat = []
+        for item in videos:
+            flat.extend(flatten_videos(item))
+        return flat
+    raise TypeError(
+        "CoPEVideoProcessor takes video file paths or CodecPrimitives (or lists of them); "
+        f"got {type(videos).__name__}. Decoded frame arrays carry no codec motion vectors."
+    )
+
+
+class CoPEVideoProcessor(BaseVideoProcessor):
+    r"""Turns videos into the inputs of `CoPEVideoLMForConditionalGeneration`.
+
+    Output (all videos of the call concatenated along dim 0, in order):
+        pixel_values_videos: float32 (n_I, 3, S, S), keyframes resized to `size` and normalised.
+        delta_motion_vectors: float32 (n_P, 3, Gh, Gw): [dx, dy] / mv_normalizer clipped to +-mv_clip, intra mask.
+        delta_residuals: float32 (n_P, 3, Hr, Wr): residual / 255 / residual_std.
+        video_compression_mask: bool (n_I * tokens_per_keyframe,), only with `use_token_compression`.
+        video_frame_types: list[str] per video, e.g. "IPPPPPPP"; video_timestamps: list[list[float]] per video.
+    Defaults are the paper's (SigLIP 384 px, patch 14, 2x2 pooling -> 14x14 tokens, 1 fps, GOP 8, 1 keyframe per GOP).
+    """
+
+    resample = PILImageResampling.BICUBIC
+    size = {"height": 384, "width": 384}
+    image_mean = [0.5, 0.5, 0.5]
+    image_std = [0.5, 0.5, 0.5]
+    do_resize = True
+    do_rescale = True
+    do_normalize = True
+    do_convert_rgb = True
+    do_sample_frames = False
+    fps = 1.0
+    gop_size = 8
+    keyframes_per_gop = 1
+    codec_size = 224
+    codec_mode = "auto"
+    mv_block = 16
+    residual_scale = 0.25
+    mv_normalizer = 20.0
+    mv_clip = 5.0
+    residual_std = 0.1
+    max_steps = 64
+    patch_size = 14
+    pooling = 2
+    use_token_compression = False
+    compression_threshold = 0.1
+    valid_kwargs = CoPEVideosKwargs
+    model_input_names = [
+        "pixel_values_videos",
+        "delta_motion_vectors",
+        "delta_residuals",
+        "video_compression_mask",
+        "video_frame_types",
+        "video_timestamps",
+    ]
+
+    def __init__(self, **kwargs: Unpack[CoPEVideosKwargs]) -> None:
+        super().__init__(**kwargs)
+        # BaseImageProcessor treats None as "use the class default"; keep an explicit max_steps=None (no cap).
+        if "max_steps" in kwargs and kwargs["max_steps"] is None:
+            self.max_steps = None
+
+    # ----------------------------------------------------------------------------------------------- sizes
+    def keyframe_token_grid(self, size: Any = None, patch_size: int | None = None, pooling: int | None = None) -> int:
+        """Pooled tokens per keyframe side: ceil((S // patch_size) / pooling), e.g. 384/14 -> 27 -> 14."""
+        side = self._image_side(size if size is not None else self.size)
+        patch_size = patch_size or self.patch_size
+        pooling = pooling or self.pooling
+        return math.ceil((side // patch_size) / pooling)
+
+    def tokens_per_keyframe(self, **kwargs) -> int:
+        return self.keyframe_token_grid(**kwargs) ** 2
+
+    @staticmethod
+    def _image_side(size: Any) -> int:
+        if isinstance(size, int):
+            return size
+        if isinstance(size, (list, tuple)):
+            height, width = size
+        else:
+            size = dict(size)
+            height, width = size.get("height"), size.get("width")
+        if height is None or width is None or height != width:
+            raise ValueError(f"CoPEVideoProcessor needs a square `size` with height and width; got {size}.")
+        return int(height)
+
+    # -------------------------------------------------------------------------------------------- decoding
+    def _codec_kwargs(self, options: dict) -> dict:
+        max_steps = options["max_steps"]
+        if options.get("num_frames") is not None:  # VideosKwargs' num_frames means "at most this many": a step cap.
+            max_steps = options["num_frames"]
+        return {
+            "fps": float(options["fps"]),
+            "gop_size": int(options["gop_size"]),
+            "keyframes_per_gop": int(options["keyframes_per_gop"]),
+            "mode": options["codec_mode"],
+            "size": (int(options["codec_size"]), int(options["codec_size"])),
+            "mv_block": int(options["mv_block"]),
+            "residual_scale": float(options["residual_scale"]),
+            "max_steps": None if max_steps is None else int(max_steps),
+        }
+
+    def fetch_videos(self, video_url_or_urls, sample_indices_fn=None, **codec_kwargs):
+        """Decode paths with the codec layer (PyAV). `CodecPrimitives` pass through; lists map element-wise.
+
+        Steps are sampled by the codec layer at `fps`, so `sample_indices_fn` is not supported.
+        """
+        if sample_indices_fn is not None:
+            raise ValueError("CoPEVideoProcessor samples steps in the codec layer (fps, max_steps); "
+                             "`sample_indices_fn` is not supported.")
+        if isinstance(video_url_or_urls, (list, tuple)):
+            return [self.fetch_videos(video, **codec_kwargs) for video in video_url_or_urls]
+        if _is_primitives(video_url_or_urls):
+            return video_url_or_urls
+        codec_kwargs = codec_kwargs or self._codec_kwargs(self._options({}))
+        return extract_primitives(video_url_or_urls, **codec_kwargs)
+
+    # ---------------------------------------------------------------------------------------- preprocessing
+    def _options(self, kwargs: dict) -> dict:
+        """Call kwargs over instance attributes; nothing is written to `self` (thread safety)."""
+        names = set(self.valid_kwargs.__annotations__) | {"return_tensors"}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise TypeError(f"CoPEVideoProcessor got unexpected keyword arguments {unknown}.")
+        options = {name: getattr(self, name, None) for name in self.valid_kwargs.__annotations__}
+        options.update({k: v for k, v in kwargs.items() if v is not None or k == "max_steps"})
+        options["return_tensors"] = kwargs.get("return_tensors")
+        return options
+
+    def preprocess(self, videos, **kwargs: Unpack[CoPEVideosKwargs]) -> BatchFeature:
+        options = self._options(kwargs)
+        for name in ("do_center_crop", "do_pad"):
+            if options.get(name):
+                raise ValueError(f"CoPEVideoProcessor does not support {name}=True.")
+        flat = flatten_videos(videos)
+        if not flat:
+            raise ValueError("CoPEVideoProcessor got no videos.")
+        codec_kwargs = self._codec_kwargs(options)
+        primitives = [self.fetch_videos(video, **codec_kwargs) for video in flat]
+        return self._primitives_to_features(primitives, options)
+
+    def _keyframes_to_pixels(self, keyframes: np.ndarray, options: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 (n, H, W, 3) -> (normalised (n, 3, S, S), resized values in [0, 1] for the compression mask)."""
+        frames = torch.from_numpy(np.ascontiguousarray(keyframes)).permute(0, 3, 1, 2).contiguous()
+        if frames.shape[1] != 3:
+            raise ValueError(f"keyframes must be RGB (n, H, W, 3); got shape {tuple(keyframes.shape)}.")
+        side = self._image_side(options["size"])
+        if options["do_resize"] and tuple(frames.shape[-2:]) != (side, side):
+            frames = self.resize(frames, size=SizeDict(height=side, width=side), resample=options["resample"])
+        frames = frames.to(torch.float32)  # still 0..255: the resize of a uint8 tensor stays uint8
+        unit = frames / 255.0
+        pixels = frames * float(options["rescale_factor"]) if options["do_rescale"] else frames
+        if options["do_normalize"]:
+            mean = torch.tensor(list(options["image_mean"]), dtype=torch.float32).view(1, 3, 1, 1)
+            std = torch.tensor(list(options["image_std"]), dtype=torch.float32).view(1, 3, 1, 1)
+            pixels = (pixels - mean) / std
+        return pixels, unit
+
+    def _compression_mask(self, unit_frames: torch.Tensor, grid: int, threshold: float) -> torch.Tensor:
+        """VideoLLaMA3's differential pruning on one video's keyframes, in pixel units (0..255).
+
+        A pooled token is kept when the mean |frame_t - previous keyframe| over its pixel block exceeds `threshold`.
+        The first keyframe is kept whole; every keyframe keeps at least one token.
+        """
+        count = unit_frames.shape[0]
+        mask = torch.ones(count, grid * grid, dtype=torch.bool)
+        if count > 1:
+            diff = (unit_frames[1:] - unit_frames[:-1]).abs().mean(dim=1, keepdim=True) * 255.0
+            block = F.adaptive_avg_pool2d(diff, (grid, grid)).flatten(1)
+            mask[1:] = block > threshold
+            empty = ~mask.any(dim=1)
+            mask[empty, 0] = True
+        return mask.flatten()
+
+    def _primitives_to_features(self, primitives: list, options: dict) -> BatchFeature:
+        grid = self.keyframe_token_grid(options["size"], options["patch_size"], options["pooling"])
+        pixel_values, unit_frames, motion, residuals, masks = [], [], [], [], []
+        frame_types, timestamps = [], []
+        mv_shape = res_shape = None
+        for prim in primitives:
+            types = str(prim.frame_types)
+            n_i, n_p = types.count("I"), types.count("P")
+            if len(types) != n_i + n_p or n_i == 0 or types[0] != "I":
+                raise ValueError(f"Unexpected step layout {types!r}: need I/P steps starting with an I step.")
+            if len(prim.keyframes) != n_i or len(prim.motion_vectors) != n_p or len(prim.residuals) != n_p:
+                raise ValueError(
+                    f"CodecPrimitives counts disagree with layout {types!r}: {len(prim.keyframes)} keyframes, "
+                    f"{len(prim.motion_vectors)} motion fields, {len(prim.residuals)} residuals."
+                )
+            pixels, unit = self._keyframes_to_pixels(prim.keyframes, options)
+            pixel_values.append(pixels)
+            if options["use_token_compression"]:
+                masks.append(self._compression_mask(unit, grid, float(options["compression_threshold"])))
+
+            mv = torch.from_numpy(np.asarray(prim.motion_vectors, dtype=np.float32))
+            intra = torch.from_numpy(np.asarray(prim.intra_masks, dtype=bool)).to(torch.float32)
+            mv = (mv / float(options["mv_normalizer"])).clamp(-float(options["mv_clip"]), float(options["mv_clip"]))
+            delta_mv = torch.cat([mv, intra.unsqueeze(1)], dim=1) if n_p else mv.new_zeros((0, 3, *mv.shape[-2:]))
+            res = torch.from_numpy(np.asarray(prim.residuals, dtype=np.float32)) / 255.0 / float(options["residual_std"])
+            if mv_shape is None:
+                mv_shape, res_shape = tuple(delta_mv.shape[1:]), tuple(res.shape[1:])
+            elif tuple(delta_mv.shape[1:]) != mv_shape or tuple(res.shape[1:]) != res_shape:
+                raise ValueError("Videos of one batch must share the codec size (same MV grid and residual size).")
+            motion.append(delta_mv)
+            residuals.append(res)
+            frame_types.append(types)
+            timestamps.append([float(t) for t in np.asarray(prim.timestamps).tolist()])
+
+        data = {
+            "pixel_values_videos": torch.cat(pixel_values, dim=0),
+            "delta_motion_vectors": torch.cat(motion, dim=0).contiguous(),
+            "delta_residuals": torch.cat(residuals, dim=0).contiguous(),
+            "video_frame_types": frame_types,
+            "video_timestamps": timestamps,
+        }
+        if options["use_token_compression"]:
+            data["video_compression_mask"] = torch.cat(masks, dim=0)
+        return BatchFeature(
+            data=data,
+            tensor_type=options["return_tensors"],
+            skip_tensor_conversion=["video_frame_types", "video_timestamps"],
+        )
+
+
+__all__ = ["CoPEVideoProcessor", "CoPEVideosKwargs", "flatten_videos"]
