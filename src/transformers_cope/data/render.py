@@ -25,6 +25,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 __all__ = [
     "Sprite",
@@ -107,6 +108,7 @@ class Scene:
     +vx), applied on frames in (pan_start_frame, pan_stop_frame]. seed: background texture and noise.
     background_period: size (H, W) of the periodic background (None = twice the frame, so new content enters).
     noise_std: Gaussian pixel noise (0..255 units) drawn per frame from (seed, frame index).
+    background_color: mean RGB of the background (None = drawn from the seed); background_contrast: luma std.
     """
 
     height: int = 64
@@ -120,6 +122,8 @@ class Scene:
     background: str = "pink"
     background_period: tuple[int, int] | None = None
     noise_std: float = 0.0
+    background_color: tuple[int, int, int] | None = None
+    background_contrast: float = 40.0
 
     def __post_init__(self) -> None:
         if self.height < 2 or self.width < 2 or self.num_frames < 1:
@@ -268,7 +272,10 @@ class _Renderer:
         self.scene = scene
         period = scene.background_period or (2 * scene.height, 2 * scene.width)
         self.bg_shape = (int(period[0]), int(period[1]))
-        self.bg_spec = make_texture_spectrum(self.bg_shape, scene.seed, scene.background) if textures else None
+        self.bg_spec = None
+        if textures:
+            self.bg_spec = make_texture_spectrum(self.bg_shape, scene.seed, scene.background,
+                                                 color=scene.background_color, luma_std=scene.background_contrast)
         self._bg_cache: dict[tuple[float, float], np.ndarray] = {}
         self.sprite_specs = []
         for sp in scene.sprites:
@@ -448,8 +455,9 @@ def render_video(path: str | Path, scene: Scene, *, codec: str = "libx264", fps:
             from tqdm.auto import tqdm
 
             frames = tqdm(frames, total=scene.num_frames, desc=f"render {path.name}")
+        reformatter = VideoReformatter()  # reused: a fresh swscale context per frame costs more than the encode
         for i, rgb in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
+            vf = reformatter.reformat(av.VideoFrame.from_ndarray(rgb, format="rgb24"), format=pix_fmt)
             vf.pts = i
             container.mux(stream.encode(vf))
         container.mux(stream.encode(None))
