@@ -1,0 +1,717 @@
+"""CoPE-VideoLM modeling: keyframes -> vision tower, Δ steps (codec motion vectors + residuals) -> Δ-encoder, both
+through one projector and scattered into a causal LM in time order.
+
+Layout follows Transformers v5 VLMs (LLaVA-OneVision / VideoLlama3): `ForConditionalGeneration.model` holds
+`vision_tower`, `delta_encoder`, `multi_modal_projector` and the *base* `language_model`; `lm_head` sits on top.
+The projector is named and shaped like LLaVA's so LLaVA-OneVision/LLaVA-Video weights load into it unchanged.
+
+Ships to the Hub as remote code: flat, relative imports only. Written against Transformers 5.17 APIs (the GPU image);
+also runs on 5.23.
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, GenerationMixin, PreTrainedModel, ResNetConfig, ResNetModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPooling, ModelOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, can_return_tuple
+
+from .configuration_cope import CoPEDeltaConfig, CoPEVideoLMConfig
+
+# Inputs that only the prefill step may see: generation drops them once the KV cache holds the video.
+PREFILL_ONLY_INPUTS = (
+    "pixel_values_videos",
+    "delta_motion_vectors",
+    "delta_residuals",
+    "video_compression_mask",
+    "video_frame_types",
+    "video_timestamps",
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Δ-encoder
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def sincos_2d_position_embedding(
+    height: int, width: int, dim: int, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """Fixed 2-D sin-cos positions `(height * width, dim)`: MV grids and residual maps change size with the video's
+    aspect ratio, so the Δ-encoder uses positions that need no interpolation."""
+    quarter = dim // 4
+    omega = 1.0 / (10000 ** (torch.arange(quarter, device=device, dtype=torch.float32) / quarter))
+    ys, xs = torch.meshgrid(
+        torch.arange(height, device=device, dtype=torch.float32),
+        torch.arange(width, device=device, dtype=torch.float32),
+        indexing="ij",
+    )
+    y = ys.reshape(-1, 1) * omega
+    x = xs.reshape(-1, 1) * omega
+    return torch.cat([y.sin(), y.cos(), x.sin(), x.cos()], dim=1).to(dtype)
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+):
+    attn_weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
+class CoPEDeltaAttention(nn.Module):
+    """Bidirectional multi-head self-attention; dispatches to the configured attention implementation."""
+
+    def __init__(self, config: CoPEDeltaConfig):
+        super().__init__()
+        self.config = config
+        self.embed_dim = config.hidden_size
+        self.num_heads = config.num_attention_heads
+        self.head_dim = self.embed_dim // self.num_heads
+        self.scale = self.head_dim**-0.5
+        self.dropout = config.attention_dropout
+        self.is_causal = False
+        self.q_proj = nn.Linear(self.embed_dim, self.embed_dim)
+        self.k_proj = nn.Linear(self.embed_dim, self.embed_dim)
+        self.v_proj = nn.Linear(self.embed_dim, self.embed_dim)
+        self.out_proj = nn.Linear(self.embed_dim, self.embed_dim)
+
+    def forward(self, hidden_states: torch.Tensor, **kwargs) -> torch.Tensor:
+        input_shape = hidden_states.shape[:-1]
+        hidden_shape = (*input_shape, -1, self.head_dim)
+        queries = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        keys = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        values = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        attention_interface: Callable = eager_attention_forward
+        if self.config._attn_implementation != "eager":
+            attention_interface = ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
+        attn_output, _ = attention_interface(
+            self,
+            queries,
+            keys,
+            values,
+            None,
+            is_causal=self.is_causal,
+            scaling=self.scale,
+            dropout=0.0 if not self.training else self.dropout,
+        )
+        return self.out_proj(attn_output.reshape(*input_shape, -1).contiguous())
+
+
+class CoPEDeltaMLP(nn.Module):
+    def __init__(self, config: CoPEDeltaConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(hidden_states)))
+
+
+class CoPEDeltaLayer(GradientCheckpointingLayer):
+    """Pre-norm transformer layer of the Δ-encoder's query transformers."""
+
+    def __init__(self, config: CoPEDeltaConfig):
+        super().__init__()
+        self.layer_norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.self_attn = CoPEDeltaAttention(config)
+        self.layer_norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = CoPEDeltaMLP(config)
+
+    def forward(self, hidden_states: torch.Tensor, **kwargs) -> torch.Tensor:
+        hidden_states = hidden_states + self.self_attn(self.layer_norm1(hidden_states))
+        return hidden_states + self.mlp(self.layer_norm2(hidden_states))
+
+
+class CoPEDeltaQueryTransformer(nn.Module):
+    """`num_queries` learnable queries read a token map through self-attention over [queries; tokens]; the query
+    outputs are the branch's Δ-tokens."""
+
+    def __init__(self, config: CoPEDeltaConfig, num_queries: int):
+        super().__init__()
+        self.num_queries = num_queries
+        self.queries = nn.Parameter(torch.zeros(num_queries, config.hidden_size))
+        self.layers = nn.ModuleList([CoPEDeltaLayer(config) for _ in range(config.num_hidden_layers)])
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        queries = self.queries.to(tokens.dtype).unsqueeze(0).expand(tokens.shape[0], -1, -1)
+        hidden_states = torch.cat([queries, tokens], dim=1)
+        for layer in self.layers:
+            hidden_states = layer(hidden_states)
+        return self.norm(hidden_states[:, : self.num_queries])
+
+
+class CoPEMotionEmbeddings(nn.Module):
+    """Linear patch embedding of the MV grid `[dx, dy, intra]` plus 2-D sin-cos positions."""
+
+    def __init__(self, config: CoPEDeltaConfig):
+        super().__init__()
+        self.patch_size = config.mv_patch_size
+        self.patch_embedding = nn.Conv2d(
+            config.mv_channels, config.hidden_size, kernel_size=self.patch_size, stride=self.patch_size
+        )
+
+    def forward(self, motion_vectors: torch.Tensor) -> torch.Tensor:
+        p = self.patch_size
+        pad_h, pad_w = (-motion_vectors.shape[-2]) % p, (-motion_vectors.shape[-1]) % p
+        if pad_h or pad_w:  # grids whose side is not a multiple of the patch: pad with "no motion, not intra"
+            motion_vectors = F.pad(motion_vectors, (0, pad_w, 0, pad_h))
+        patches = self.patch_embedding(motion_vectors)
+        _, dim, h, w = patches.shape
+        tokens = patches.flatten(2).transpose(1, 2)
+        return tokens + sincos_2d_position_embedding(h, w, dim, tokens.device, tokens.dtype)
+
+
+class CoPEResidualEmbeddings(nn.Module):
+    """The first stages of a ResNet-18 (Transformers' `ResNetModel`) over the residual (+ intra mask channel),
+    its feature map flattened into tokens with 2-D sin-cos positions."""
+
+    def __init__(self, config: CoPEDeltaConfig):
+        super().__init__()
+        self.use_intra_mask = config.residual_use_intra_mask
+        backbone_config = ResNetConfig(
+            num_channels=config.residual_channels + (1 if self.use_intra_mask else 0),
+            embedding_size=config.residual_embedding_size,
+            hidden_sizes=list(config.residual_hidden_sizes),
+            depths=list(config.residual_depths),
+            layer_type="basic",
+            hidden_act="relu",
+            downsample_in_first_stage=False,
+        )
+        self.backbone = ResNetModel(backbone_config)
+        self.proj = nn.Linear(config.residual_hidden_sizes[-1], config.hidden_size)
+
+    def forward(self, residuals: torch.Tensor, intra_mask: torch.Tensor | None) -> torch.Tensor:
+        if self.use_intra_mask:
+            mask = F.interpolate(intra_mask, size=residuals.shape[-2:], mode="nearest")
+            residuals = torch.cat([residuals, mask], dim=1)
+        features = self.backbone(residuals, return_dict=True).last_hidden_state
+        _, _, h, w = features.shape
+        tokens = self.proj(features.flatten(2).transpose(1, 2))
+        return tokens + sincos_2d_position_embedding(h, w, tokens.shape[-1], tokens.device, tokens.dtype)
+
+
+class CoPEDeltaPreTrainedModel(PreTrainedModel):
+    config: CoPEDeltaConfig
+    config_class = CoPEDeltaConfig
+    base_model_prefix = "delta_encoder"
+    main_input_name = "motion_vectors"
+    input_modalities = ("video",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["CoPEDeltaLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, CoPEDeltaQueryTransformer):
+            init.normal_(module.queries, mean=0.0, std=self.config.initializer_range)
+
+
+@dataclass
+class CoPEDeltaEncoderOutput(ModelOutput):
+    r"""
+    last_hidden_state (`torch.Tensor` of shape `(num_delta_steps, num_queries, output_size)`):
+        Δ-tokens at the vision width: the first `num_motion_queries` come from the motion branch, the rest from the
+        residual branch.
+    motion_hidden_states (`torch.Tensor` of shape `(num_delta_steps, num_motion_queries, hidden_size)`):
+        Motion-branch query outputs before the output projection (alignment pre-training reads them).
+    residual_hidden_states (`torch.Tensor` of shape `(num_delta_steps, num_residual_queries, hidden_size)`):
+        Residual-branch query outputs before the output projection.
+    """
+
+    last_hidden_state: torch.Tensor | None = None
+    motion_hidden_states: torch.Tensor | None = None
+    residual_hidden_states: torch.Tensor | None = None
+
+
+class CoPEDeltaEncoder(CoPEDeltaPreTrainedModel):
+    """Turns each Δ step (fused motion vectors + residual) into `num_motion_queries + num_residual_queries`
+    Δ-tokens at the vision width. All Δ steps of a batch go through it at once."""
+
+    def __init__(self, config: CoPEDeltaConfig):
+        super().__init__(config)
+        if config.residual_use_intra_mask and config.mv_channels < 3:
+            raise ValueError("residual_use_intra_mask needs the intra mask as channel 2 of the MV grid (mv_channels >= 3)")
+        self.motion_embeddings = CoPEMotionEmbeddings(config)
+        self.motion_transformer = CoPEDeltaQueryTransformer(config, config.num_motion_queries)
+        self.residual_embeddings = CoPEResidualEmbeddings(config)
+        self.residual_transformer = CoPEDeltaQueryTransformer(config, config.num_residual_queries)
+        self.output_proj = nn.Linear(config.hidden_size, config.output_size or config.hidden_size)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.motion_embeddings.patch_embedding
+
+    @can_return_tuple
+    def forward(
+        self, motion_vectors: torch.Tensor, residuals: torch.Tensor, **kwargs: Unpack[TransformersKwargs]
+    ) -> CoPEDeltaEncoderOutput:
+        r"""
+        motion_vectors (`torch.Tensor` of shape `(num_delta_steps, mv_channels, Gh, Gw)`):
+            `[dx, dy, intra]` per MV cell, dx/dy in pixels / `mv_normalizer`.
+        residuals (`torch.Tensor` of shape `(num_delta_steps, residual_channels, Hr, Wr)`):
+            Motion-compensated residual, standardised.
+        """
+        cfg = self.config
+        if motion_vectors.ndim != 4 or motion_vectors.shape[1] != cfg.mv_channels:
+            raise ValueError(
+                f"delta_motion_vectors must be (num_delta_steps, {cfg.mv_channels}, Gh, Gw), "
+                f"got {tuple(motion_vectors.shape)}"
+            )
+        if residuals.ndim != 4 or residuals.shape[1] != cfg.residual_channels:
+            raise ValueError(
+                f"delta_residuals must be (num_delta_steps, {cfg.residual_channels}, Hr, Wr), got {tuple(residuals.shape)}"
+            )
+        if motion_vectors.shape[0] != residuals.shape[0]:
+            raise ValueError(
+                f"delta_motion_vectors has {motion_vectors.shape[0]} Δ steps but delta_residuals has {residuals.shape[0]}"
+            )
+        dtype = self.output_proj.weight.dtype
+        motion_vectors, residuals = motion_vectors.to(dtype), residuals.to(dtype)
+        motion = self.motion_transformer(self.motion_embeddings(motion_vectors))
+        intra = motion_vectors[:, 2:3] if cfg.residual_use_intra_mask else None
+        residual = self.residual_transformer(self.residual_embeddings(residuals, intra))
+        tokens = self.output_proj(torch.cat([motion, residual], dim=1))
+        return CoPEDeltaEncoderOutput(
+            last_hidden_state=tokens, motion_hidden_states=motion, residual_hidden_states=residual
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# CoPE-VideoLM
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class CoPEMultiModalProjector(nn.Module):
+    """LLaVA's 2-layer GELU MLP (same parameter names), shared by keyframe tokens and Δ-tokens."""
+
+    def __init__(self, config: CoPEVideoLMConfig):
+        super().__init__()
+        layers = config.vision_feature_layer
+        num_layers = 1 if isinstance(layers, int) else len(layers)
+        self.linear_1 = nn.Linear(
+            config.vision_config.hidden_size * num_layers,
+            config.text_config.hidden_size,
+            bias=config.multimodal_projector_bias,
+        )
+        self.act = ACT2FN[config.projector_hidden_act]
+        self.linear_2 = nn.Linear(
+            config.text_config.hidden_size, config.text_config.hidden_size, bias=config.multimodal_projector_bias
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear_2(self.act(self.linear_1(features)))
+
+
+@dataclass
+class CoPEVideoLMModelOutputWithPast(ModelOutput):
+    r"""
+    past_key_values (`Cache`, *optional*): the language model's KV cache.
+    video_hidden_states (`torch.Tensor` of shape `(num_kept_keyframe_tokens, hidden_size)`, *optional*):
+        Projected, pooled keyframe tokens that were scattered into the `<|video_pad|>` placeholders.
+    delta_hidden_states (`torch.Tensor` of shape `(num_delta_steps * delta_tokens_per_step, hidden_size)`, *optional*):
+        Projected Δ-tokens that were scattered into the `<|delta_pad|>` placeholders.
+    """
+
+    last_hidden_state: torch.Tensor | None = None
+    past_key_values: Cache | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    video_hidden_states: torch.Tensor | None = None
+    delta_hidden_states: torch.Tensor | None = None
+
+
+@dataclass
+class CoPEVideoLMCausalLMOutputWithPast(ModelOutput):
+    r"""
+    loss (`torch.Tensor` of shape `(1,)`, *optional*): language-modeling loss when `labels` are given.
+    logits (`torch.Tensor` of shape `(batch_size, sequence_length, vocab_size)`): next-token scores.
+    past_key_values (`Cache`, *optional*): the language model's KV cache.
+    video_hidden_states, delta_hidden_states: as in [`CoPEVideoLMModelOutputWithPast`].
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    past_key_values: Cache | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    video_hidden_states: torch.Tensor | None = None
+    delta_hidden_states: torch.Tensor | None = None
+
+
+class CoPEVideoLMPreTrainedModel(PreTrainedModel):
+    config: CoPEVideoLMConfig
+    config_class = CoPEVideoLMConfig
+    base_model_prefix = "model"
+    input_modalities = ("image", "video", "text")
+    supports_gradient_checkpointing = True
+    # post_init() adds the children's (decoder layers, vision layers, ResNet blocks) to this set.
+    _no_split_modules = ["CoPEDeltaLayer"]
+    _skip_keys_device_placement = ["past_key_values"]
+    _supports_flash_attn = True
+    _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    # The number of placeholder tokens depends on the data (masked_scatter), as in VideoLlama3.
+    _can_compile_fullgraph = False
+
+
+class CoPEVideoLMModel(CoPEVideoLMPreTrainedModel):
+    """Vision tower + Δ-encoder + shared projector + base language model (no LM head)."""
+
+    # Reference: the loss is computed by the ForConditionalGeneration head, as in VideoLlama3.
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: CoPEVideoLMConfig):
+        super().__init__(config)
+        self.vision_tower = AutoModel.from_config(config.vision_config)
+        self.delta_encoder = CoPEDeltaEncoder(config.delta_config)
+        self.multi_modal_projector = CoPEMultiModalProjector(config)
+        self.language_model = AutoModel.from_config(config.text_config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module):
+        self.language_model.set_input_embeddings(value)
+
+    def pool_keyframe_features(self, features: torch.Tensor) -> torch.Tensor:
+        """`(n, h*w, D)` patch tokens -> `(n, h'*w', D)` with the configured pooling (LLaVA-Video: bilinear,
+        27x27 -> ceil(27/2) = 14x14)."""
+        mode, stride = self.config.pooling_mode, self.config.pooling_stride
+        if mode == "none" or stride == 1:
+            return features
+        n, length, dim = features.shape
+        h, w = self.config.vision_grid
+        if h * w != length:
+            side = math.isqrt(length)
+            if side * side != length:
+                raise ValueError(
+                    f"cannot pool {length} vision tokens: expected the {h}x{w} grid of the vision config or a square"
+                )
+            h = w = side
+        grid = features.view(n, h, w, dim).permute(0, 3, 1, 2)
+        if mode == "bilinear":
+            grid = F.interpolate(grid, size=(math.ceil(h / stride), math.ceil(w / stride)), mode="bilinear")
+        else:
+            grid = F.avg_pool2d(grid, kernel_size=stride, stride=stride, ceil_mode=True)
+        return grid.permute(0, 2, 3, 1).reshape(n, -1, dim)
+
+    @can_return_tuple
+    def get_video_features(
+        self, pixel_values_videos: torch.Tensor, **kwargs: Unpack[TransformersKwargs]
+    ) -> BaseModelOutputWithPooling:
+        r"""
+        pixel_values_videos (`torch.Tensor` of shape `(num_keyframes, 3, S, S)`):
+            All keyframes of the batch, in order.
+
+        Returns the vision tower's output with `pooler_output` set to the projected, pooled keyframe tokens
+        `(num_keyframes, tokens_per_keyframe, text_hidden_size)`.
+        """
+        if pixel_values_videos.ndim == 5:  # (videos, frames, C, H, W) -> all frames in order
+            pixel_values_videos = pixel_values_videos.flatten(0, 1)
+        pixel_values_videos = pixel_values_videos.to(self.vision_tower.dtype)
+        vision_outputs = self.vision_tower(pixel_values_videos, output_hidden_states=True, return_dict=True)
+        layer = self.config.vision_feature_layer
+        if isinstance(layer, int):
+            features = vision_outputs.hidden_states[layer]
+        else:
+            features = torch.cat([vision_outputs.hidden_states[i] for i in layer], dim=-1)
+        if self.config.vision_feature_select_strategy == "default":
+            features = features[:, 1:]
+        features = self.multi_modal_projector(features)
+        vision_outputs.pooler_output = self.pool_keyframe_features(features)
+        return vision_outputs
+
+    @can_return_tuple
+    def get_delta_features(
+        self, delta_motion_vectors: torch.Tensor, delta_residuals: torch.Tensor, **kwargs: Unpack[TransformersKwargs]
+    ) -> BaseModelOutputWithPooling:
+        r"""
+        delta_motion_vectors (`torch.Tensor` of shape `(num_delta_steps, 3, Gh, Gw)`): `[dx, dy, intra]`.
+        delta_residuals (`torch.Tensor` of shape `(num_delta_steps, 3, Hr, Wr)`): standardised residuals.
+
+        Returns the Δ-encoder's tokens (`last_hidden_state`, vision width) and, in `pooler_output`, the projected
+        Δ-tokens `(num_delta_steps, delta_tokens_per_step, text_hidden_size)`.
+        """
+        delta_outputs = self.delta_encoder(delta_motion_vectors, delta_residuals, return_dict=True)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=delta_outputs.last_hidden_state,
+            pooler_output=self.multi_modal_projector(delta_outputs.last_hidden_state),
+        )
+
+    def get_placeholder_mask(
+        self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor, token_id: int
+    ) -> torch.BoolTensor:
+        """`(batch, seq)` mask of the placeholders of `token_id`, from `input_ids` or, without them, by comparing
+        `inputs_embeds` with that token's embedding."""
+        if input_ids is not None:
+            return input_ids == token_id
+        token_embedding = self.get_input_embeddings()(
+            torch.tensor(token_id, dtype=torch.long, device=inputs_embeds.device)
+        )
+        return (inputs_embeds == token_embedding).all(-1)
+
+    @staticmethod
+    def _scatter(inputs_embeds, mask, features, kind: str, token_name: str, feature_name: str):
+        n_tokens, n_features = int(mask.sum()), features.shape[0]
+        if n_tokens != n_features:
+            raise ValueError(
+                f"{kind} placeholders and features do not match: input has {n_tokens} {token_name} tokens but "
+                f"{feature_name} give {n_features} features. Build the prompt with the CoPE processor (it expands "
+                f"placeholders from the same frame layout) or check truncation."
+            )
+        mask = mask.unsqueeze(-1).expand_as(inputs_embeds).to(inputs_embeds.device)
+        return inputs_embeds.masked_scatter(mask, features.to(inputs_embeds.device, inputs_embeds.dtype))
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        pixel_values_videos: torch.Tensor | None = None,
+        delta_motion_vectors: torch.Tensor | None = None,
+        delta_residuals: torch.Tensor | None = None,
+        video_compression_mask: torch.BoolTensor | None = None,
+        video_frame_types: list[str] | None = None,
+        video_timestamps: list[list[float]] | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> CoPEVideoLMModelOutputWithPast:
+        r"""
+        pixel_values_videos (`torch.Tensor` of shape `(num_keyframes, 3, S, S)`, *optional*):
+            All keyframes of the batch in order, normalised for the vision tower.
+        delta_motion_vectors (`torch.Tensor` of shape `(num_delta_steps, 3, Gh, Gw)`, *optional*):
+            `[dx, dy, intra]` of every Δ step of the batch in order.
+        delta_residuals (`torch.Tensor` of shape `(num_delta_steps, 3, Hr, Wr)`, *optional*):
+            Standardised residuals of every Δ step of the batch in order.
+        video_compression_mask (`torch.BoolTensor` of shape `(num_keyframes * tokens_per_keyframe,)`, *optional*):
+            VideoLLaMA3-style pruning: `False` drops that keyframe token (its placeholder is not in `input_ids`).
+        video_frame_types (`list[str]`, *optional*):
+            Step layout per video ("IPPP..."), used only to check the tensors against it.
+        video_timestamps (`list[list[float]]`, *optional*): accepted and ignored (the processor writes the times).
+        """
+        if (input_ids is None) ^ (inputs_embeds is not None):
+            raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+        if (delta_motion_vectors is None) != (delta_residuals is None):
+            raise ValueError("delta_motion_vectors and delta_residuals must be given together")
+        if video_frame_types is not None:
+            self._check_frame_types(video_frame_types, pixel_values_videos, delta_motion_vectors)
+        if inputs_embeds is None:
+            inputs_embeds = self.get_input_embeddings()(input_ids)
+        # Placeholders without video inputs are an error at prefill; in a decode step a generated placeholder id is
+        # just a token (the video already sits in the KV cache).
+        prefill = past_key_values is None or past_key_values.get_seq_length() == 0
+
+        video_features = None
+        if pixel_values_videos is not None:
+            video_features = self.get_video_features(pixel_values_videos, return_dict=True).pooler_output
+            video_features = video_features.flatten(0, 1)
+            if video_compression_mask is not None:
+                video_compression_mask = video_compression_mask.reshape(-1).to(video_features.device, torch.bool)
+                if video_compression_mask.shape[0] != video_features.shape[0]:
+                    raise ValueError(
+                        f"video_compression_mask has {video_compression_mask.shape[0]} entries but the keyframes "
+                        f"give {video_features.shape[0]} tokens ({self.config.tokens_per_keyframe} per keyframe)"
+                    )
+                video_features = video_features[video_compression_mask]
+            mask = self.get_placeholder_mask(input_ids, inputs_embeds, self.config.video_token_id)
+            inputs_embeds = self._scatter(
+                inputs_embeds, mask, video_features, "Video (keyframe)", "<|video_pad|>", "pixel_values_videos"
+            )
+        elif prefill and input_ids is not None and bool((input_ids == self.config.video_token_id).any()):
+            raise ValueError(
+                f"input_ids contain {int((input_ids == self.config.video_token_id).sum())} <|video_pad|> "
+                "placeholders but no pixel_values_videos were given"
+            )
+
+        delta_features = None
+        if delta_motion_vectors is not None:
+            delta_features = self.get_delta_features(
+                delta_motion_vectors, delta_residuals, return_dict=True
+            ).pooler_output.flatten(0, 1)
+            mask = self.get_placeholder_mask(input_ids, inputs_embeds, self.config.delta_token_id)
+            inputs_embeds = self._scatter(
+                inputs_embeds, mask, delta_features, "Delta", "<|delta_pad|>", "delta_motion_vectors/delta_residuals"
+            )
+        elif prefill and input_ids is not None and bool((input_ids == self.config.delta_token_id).any()):
+            raise ValueError(
+                f"input_ids contain {int((input_ids == self.config.delta_token_id).sum())} <|delta_pad|> "
+                "placeholders but no delta_motion_vectors/delta_residuals were given"
+            )
+
+        outputs = self.language_model(
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        return CoPEVideoLMModelOutputWithPast(
+            last_hidden_state=outputs.last_hidden_state,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            video_hidden_states=video_features,
+            delta_hidden_states=delta_features,
+        )
+
+    @staticmethod
+    def _check_frame_types(frame_types, pixel_values_videos, delta_motion_vectors):
+        if isinstance(frame_types, str):
+            frame_types = [frame_types]
+        layout = "".join(frame_types)
+        n_i, n_p = layout.count("I"), layout.count("P")
+        got_i = 0 if pixel_values_videos is None else pixel_values_videos.shape[0]
+        got_p = 0 if delta_motion_vectors is None else delta_motion_vectors.shape[0]
+        if pixel_values_videos is not None and pixel_values_videos.ndim == 5:
+            got_i = pixel_values_videos.shape[0] * pixel_values_videos.shape[1]
+        if (n_i, n_p) != (got_i, got_p):
+            raise ValueError(
+                f"video_frame_types {frame_types} have {n_i} keyframes and {n_p} Δ steps but the inputs hold "
+                f"{got_i} keyframes and {got_p} Δ steps"
+            )
+
+
+class CoPEVideoLMForConditionalGeneration(CoPEVideoLMPreTrainedModel, GenerationMixin):
+    """CoPE-VideoLM with a language-modeling head; generates with a KV cache (video inputs are read at prefill)."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
+    _tp_plan = {"lm_head": "colwise_gather_output"}
+
+    def __init__(self, config: CoPEVideoLMConfig):
+        super().__init__(config)
+        self.model = CoPEVideoLMModel(config)
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module):
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings: nn.Module):
+        self.lm_head = new_embeddings
+
+    def get_video_features(self, pixel_values_videos: torch.Tensor, **kwargs) -> BaseModelOutputWithPooling:
+        return self.model.get_video_features(pixel_values_videos, **kwargs)
+
+    def get_delta_features(
+        self, delta_motion_vectors: torch.Tensor, delta_residuals: torch.Tensor, **kwargs
+    ) -> BaseModelOutputWithPooling:
+        return self.model.get_delta_features(delta_motion_vectors, delta_residuals, **kwargs)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        pixel_values_videos: torch.Tensor | None = None,
+        delta_motion_vectors: torch.Tensor | None = None,
+        delta_residuals: torch.Tensor | None = None,
+        video_compression_mask: torch.BoolTensor | None = None,
+        video_frame_types: list[str] | None = None,
+        video_timestamps: list[list[float]] | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> CoPEVideoLMCausalLMOutputWithPast:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Targets for the language-modeling loss; -100 is ignored.
+        See [`CoPEVideoLMModel.forward`] for the video inputs.
+        """
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            pixel_values_videos=pixel_values_videos,
+            delta_motion_vectors=delta_motion_vectors,
+            delta_residuals=delta_residuals,
+            video_compression_mask=video_compression_mask,
+            video_frame_types=video_frame_types,
+            video_timestamps=video_timestamps,
+            return_dict=True,
+            **kwargs,
+        )
+        hidden_states = outputs.last_hidden_state
+        slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.lm_head(hidden_states[:, slice_indices, :])
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(
+                logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs
+            )
+        return CoPEVideoLMCausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            video_hidden_states=outputs.video_hidden_states,
+            delta_hidden_states=outputs.delta_hidden_states,
+        )
+
+    def prepare_inputs_for_generation(self, *args, is_first_iteration: bool | None = False, **kwargs):
+        """Video inputs go to the prefill only: afterwards the KV cache holds them (Transformers drops
+        `pixel_values_videos` by itself, not the Δ inputs)."""
+        model_inputs = super().prepare_inputs_for_generation(*args, is_first_iteration=is_first_iteration, **kwargs)
+        if not is_first_iteration and kwargs.get("use_cache", True):
+            for key in PREFILL_ONLY_INPUTS:
+                model_inputs.pop(key, None)
+        return model_inputs
+
+
+__all__ = [
+    "CoPEDeltaEncoder",
+    "CoPEDeltaEncoderOutput",
+    "CoPEDeltaPreTrainedModel",
+    "CoPEVideoLMCausalLMOutputWithPast",
+    "CoPEVideoLMForConditionalGeneration",
+    "CoPEVideoLMModel",
+    "CoPEVideoLMModelOutputWithPast",
+    "CoPEVideoLMPreTrainedModel",
+]
