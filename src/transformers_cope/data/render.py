@@ -283,8 +283,9 @@ class _Renderer:
             tile = (h + 2 * _SPRITE_MARGIN, w + 2 * _SPRITE_MARGIN)
             spec = None
             if textures:
+                # blob scale follows the sprite size so even small sprites carry several blobs to track
                 spec = make_texture_spectrum(tile, sp.seed, sp.texture, color=sp.color, luma_std=50.0,
-                                             chroma_std=10.0)
+                                             chroma_std=10.0, blob_sigma=max(1.0, min(h, w) / 8))
             self.sprite_specs.append((tile, spec))
 
     def _background(self, t: int) -> np.ndarray:
