@@ -9,7 +9,7 @@ is preceded by `Time {t:.1f}s:` as in VideoLLaMA3. Ships as Hub remote code (fla
 
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin
 
-from .video_processing_cope import CoPEVideosKwargs, flatten_videos
+from .video_processing_cope import CoPEVideoProcessor, CoPEVideosKwargs, flatten_videos
 
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
@@ -125,6 +125,26 @@ class CoPEVideoLMProcessor(ProcessorMixin):
         if chat_template is None:
             chat_template = getattr(tokenizer, "chat_template", None) or CHAT_TEMPLATE
         super().__init__(video_processor, tokenizer, chat_template=chat_template, **kwargs)
+
+    @classmethod
+    def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path, processor_dict=None, **kwargs):
+        """Build the video processor straight from the nested `processor_config.json` entry.
+
+        So `CoPEVideoLMProcessor.from_pretrained` works without Auto registration; `AutoProcessor` reaches here too.
+        """
+        config = (processor_dict or {}).get("video_processor")
+        if not isinstance(config, dict) or config.get("video_processor_type") != CoPEVideoProcessor.__name__:
+            return super()._get_arguments_from_pretrained(pretrained_model_name_or_path, processor_dict, **kwargs)
+        config = {k: v for k, v in config.items() if k not in ("video_processor_type", "auto_map", "processor_class")}
+        knobs = CoPEVideoProcessor.valid_kwargs.__annotations__
+        config.update({k: v for k, v in kwargs.items() if k in knobs})  # from_pretrained(path, keyframes_per_gop=2)
+        video_processor = CoPEVideoProcessor(**config)
+        subfolder = kwargs.pop("subfolder", "")
+        tokenizer_kwargs = {k: v for k, v in kwargs.items() if k not in knobs}
+        tokenizer = cls._load_tokenizer_from_pretrained(
+            "tokenizer", pretrained_model_name_or_path, subfolder=subfolder, **tokenizer_kwargs
+        )
+        return [video_processor, tokenizer]
 
     # Δ-tokens are video content too: mark them as video (2) in mm_token_type_ids.
     @property
