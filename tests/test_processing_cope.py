@@ -249,3 +249,44 @@ def test_errors(videos):
     image_chat = [{"role": "user", "content": [{"type": "image", "path": "x.png"}]}]
     with pytest.raises(Exception, match="videos, not images"):
         processor.apply_chat_template(image_chat)
+
+
+@pytest.mark.parametrize("newlines,delta_end", [(True, True), (False, False)])
+def test_token_count_matches_model_config(videos, newlines, delta_end):
+    """The text the processor writes costs exactly what `count_video_tokens` says for the tiny model config."""
+    from transformers_cope.configuration_cope import count_video_tokens
+    from transformers_cope.tiny import tiny_model_config
+
+    config = tiny_model_config(use_row_newlines=newlines, use_delta_end=delta_end)
+    processor = build_tiny_processor(fps=4.0, keyframes_per_gop=2, use_row_newlines=newlines, use_delta_end=delta_end)
+    out = processor(text="<|vision_start|><|video_pad|><|vision_end|>", videos=videos[0])
+    ids = out["input_ids"][0]
+    expected = count_video_tokens(out["video_frame_types"][0], config)
+    assert len(ids) - 2 == expected["total_tokens"]
+    assert ids.count(processor.video_token_id) == expected["video_pad_tokens"]
+    assert ids.count(processor.delta_token_id) == expected["delta_pad_tokens"]
+    assert config.tokens_per_keyframe == processor.video_processor.tokens_per_keyframe() == TOKENS
+    assert config.text_config.vocab_size == len(processor.tokenizer)
+    for name in ("video_token_id", "delta_token_id", "frame_newline_token_id", "delta_end_token_id"):
+        assert getattr(config, name) == getattr(processor, name), name
+    assert config.mv_clip == processor.video_processor.mv_clip
+    assert config.mv_normalizer == processor.video_processor.mv_normalizer
+
+
+def test_tiny_model_runs_on_processor_output(videos):
+    """End to end: tiny processor output (batched, left padded) feeds the tiny model's forward and generate."""
+    from transformers_cope.modeling_cope import CoPEVideoLMForConditionalGeneration
+    from transformers_cope.tiny import tiny_model_config
+
+    torch.manual_seed(0)
+    model = CoPEVideoLMForConditionalGeneration(tiny_model_config()).eval()
+    processor = build_tiny_processor(fps=4.0, keyframes_per_gop=2, use_timestamps=True, use_token_compression=True)
+    batch = [conversation(videos[0]), conversation(videos[1])]
+    inputs = processor.apply_chat_template(batch, add_generation_prompt=True, tokenize=True, return_dict=True,
+                                           return_tensors="pt", processor_kwargs={"padding": True})
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    assert logits.shape == (*inputs["input_ids"].shape, len(processor.tokenizer))
+    generated = model.generate(**inputs, max_new_tokens=3, do_sample=False)
+    texts = processor.post_process_image_text_to_text(generated[:, inputs["input_ids"].shape[1]:])
+    assert len(texts) == 2 and all(isinstance(text, str) for text in texts)

@@ -83,6 +83,7 @@ class CoPEVideoLMProcessor(ProcessorMixin):
         chat_template: Jinja template; defaults to `CHAT_TEMPLATE`.
         use_timestamps: write `Time {t:.1f}s:` before every step (VideoLLaMA3 style).
         use_row_newlines: close each pooled keyframe row with `<|frame_newline|>` (paper: 196 + 14 = 210 tokens).
+        use_delta_end: close each Δ step with `<|delta_end|>` (paper: 8 + 1 = 9 tokens).
         delta_tokens_per_step: Δ-tokens per P step (paper: 4 motion + 4 residual = 8); must match the model config.
     Accepts `processor(text=..., videos=...)` with paths / `CodecPrimitives` / nested lists, and `apply_chat_template`
     with `{"type": "video", "path": ...}` blocks.
@@ -98,6 +99,7 @@ class CoPEVideoLMProcessor(ProcessorMixin):
         chat_template=None,
         use_timestamps: bool = False,
         use_row_newlines: bool = True,
+        use_delta_end: bool = True,
         delta_tokens_per_step: int = 8,
         **kwargs,
     ):
@@ -121,6 +123,7 @@ class CoPEVideoLMProcessor(ProcessorMixin):
         self.vision_end_token_id = vocab[VISION_END]
         self.use_timestamps = bool(use_timestamps)
         self.use_row_newlines = bool(use_row_newlines)
+        self.use_delta_end = bool(use_delta_end)
         self.delta_tokens_per_step = int(delta_tokens_per_step)
         if chat_template is None:
             chat_template = getattr(tokenizer, "chat_template", None) or CHAT_TEMPLATE
@@ -190,7 +193,7 @@ class CoPEVideoLMProcessor(ProcessorMixin):
             own = mask[offset : offset + types.count("I") * per_keyframe]
             kept_rows = _row_counts(own, types.count("I"), grid)
 
-        delta = self.delta_token * self.delta_tokens_per_step + self.delta_end_token
+        delta = self.delta_token * self.delta_tokens_per_step + (self.delta_end_token if self.use_delta_end else "")
         newline = self.frame_newline_token if self.use_row_newlines else ""
         parts = []
         keyframe = 0

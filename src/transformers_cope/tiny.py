@@ -29,7 +29,7 @@ TINY_VIDEO_PROCESSOR = {
     "pooling": 2,
     "codec_size": TINY_CODEC_SIZE,
 }
-_PROCESSOR_KEYS = ("use_timestamps", "use_row_newlines", "delta_tokens_per_step")
+_PROCESSOR_KEYS = ("use_timestamps", "use_row_newlines", "use_delta_end", "delta_tokens_per_step")
 
 _WORDS = (
     "left right up down yes no A B C D first second third last object objects camera moves move moving moved pans "
@@ -102,7 +102,7 @@ def build_tiny_video_processor(**overrides: Any) -> CoPEVideoProcessor:
 
 def build_tiny_processor(**overrides: Any) -> CoPEVideoLMProcessor:
     """Tiny tokenizer + tiny video processor. `overrides` go to the video processor, except the processor's own
-    knobs (use_timestamps, use_row_newlines, delta_tokens_per_step)."""
+    knobs (use_timestamps, use_row_newlines, use_delta_end, delta_tokens_per_step)."""
     processor_kwargs = {k: overrides.pop(k) for k in _PROCESSOR_KEYS if k in overrides}
     return CoPEVideoLMProcessor(
         video_processor=build_tiny_video_processor(**overrides),
@@ -113,9 +113,10 @@ def build_tiny_processor(**overrides: Any) -> CoPEVideoLMProcessor:
 
 
 def tiny_model_config(**overrides: Any):
-    """A `CoPEVideoLMConfig` matching `build_tiny_processor()`: SigLIP vision 32 px / patch 4 / hidden 32 (16 pooled
-    tokens), Qwen2 text hidden 64 x 2 layers, vocabulary = the tiny tokenizer, token ids from it."""
-    from .configuration_cope import CoPEVideoLMConfig  # lazy: the model side may be absent when only processing
+    """A `CoPEVideoLMConfig` matching `build_tiny_processor()`: SigLIP vision 32 px / patch 4 / hidden 32 (8x8
+    patches -> 4x4 = 16 pooled tokens), Δ-encoder hidden 32 with a 2-stage ResNet of width 8/16, Qwen2 text hidden
+    64 x 2 layers, vocabulary and every token id from the tiny tokenizer. `overrides` replace top-level entries."""
+    from .configuration_cope import CoPEVideoLMConfig  # lazy: only the model side needs it
 
     tokenizer = build_tiny_tokenizer()
     vocab = tokenizer.get_vocab()
@@ -128,24 +129,39 @@ def tiny_model_config(**overrides: Any):
             "intermediate_size": 64,
             "num_hidden_layers": 2,
             "num_attention_heads": 2,
+            "vision_use_head": False,
         },
         "text_config": {
             "model_type": "qwen2",
+            "vocab_size": len(tokenizer),
             "hidden_size": 64,
             "intermediate_size": 128,
             "num_hidden_layers": 2,
             "num_attention_heads": 4,
             "num_key_value_heads": 2,
-            "vocab_size": len(tokenizer),
             "max_position_embeddings": 4096,
-            "tie_word_embeddings": True,
             "pad_token_id": tokenizer.pad_token_id,
             "eos_token_id": tokenizer.eos_token_id,
             "bos_token_id": None,
         },
+        "delta_config": {
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "residual_embedding_size": 8,
+            "residual_hidden_sizes": [8, 16],
+            "residual_depths": [1, 1],
+        },
         "video_token_id": vocab["<|video_pad|>"],
         "image_token_id": vocab["<|video_pad|>"],
         "delta_token_id": vocab["<|delta_pad|>"],
+        "frame_newline_token_id": vocab["<|frame_newline|>"],
+        "delta_end_token_id": vocab["<|delta_end|>"],
+        "vision_start_token_id": vocab["<|vision_start|>"],
+        "vision_end_token_id": vocab["<|vision_end|>"],
+        "mv_normalizer": CoPEVideoProcessor.mv_normalizer,
+        "mv_clip": CoPEVideoProcessor.mv_clip,
     }
     config.update(overrides)
     return CoPEVideoLMConfig(**config)

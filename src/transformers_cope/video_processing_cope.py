@@ -110,7 +110,7 @@ class CoPEVideoProcessor(BaseVideoProcessor):
     mv_block = 16
     residual_scale = 0.25
     mv_normalizer = 20.0
-    mv_clip = 5.0
+    mv_clip = 10.0
     residual_std = 0.1
     max_steps = 64
     patch_size = 14
