@@ -203,6 +203,14 @@ def test_mm_token_type_ids_and_assistant_mask(videos):
     assert torch.equal(types == 2, is_video)
     assistant = ids[out["assistant_masks"][0].bool()]
     assert processor.decode(assistant) == "up<|im_end|>\n"
+    # the id-based mask (for collators, and transformers 5.17) marks the same tokens, also in a padded batch
+    assert processor.assistant_tokens_mask(out["input_ids"]) == out["assistant_masks"].tolist()
+    two_turns = chat + [{"role": "user", "content": "And now?"}, {"role": "assistant", "content": "down"}]
+    batch = processor.apply_chat_template([chat, two_turns], tokenize=True, return_dict=True, return_tensors="pt",
+                                          return_assistant_tokens_mask=True, processor_kwargs={"padding": True})
+    masks = batch["assistant_masks"]
+    assert processor.assistant_tokens_mask(batch["input_ids"]) == masks.tolist()
+    assert processor.decode(batch["input_ids"][1][masks[1].bool()]) == "up<|im_end|>\ndown<|im_end|>\n"
 
 
 def test_tokenizer_is_deterministic_and_has_special_tokens():

@@ -220,6 +220,59 @@ class CoPEVideoLMProcessor(ProcessorMixin):
                 "likely truncation: disable it or raise max_length."
             )
 
+    # ------------------------------------------------------------------------------------------ chat template
+    def apply_chat_template(self, conversation, chat_template=None, **kwargs):
+        """As `ProcessorMixin.apply_chat_template`; on transformers releases whose assistant mask ignores the
+        placeholder expansion (5.17), `return_assistant_tokens_mask=True` is answered by `assistant_tokens_mask`."""
+        legacy = (
+            kwargs.get("return_assistant_tokens_mask")
+            and kwargs.get("tokenize")
+            and kwargs.get("return_dict")
+            and not hasattr(ProcessorMixin, "_adjust_assistant_masks_indices")
+            and IM_START in (chat_template or self.chat_template or "")
+        )
+        if not legacy:
+            return super().apply_chat_template(conversation, chat_template=chat_template, **kwargs)
+        kwargs["return_assistant_tokens_mask"] = False
+        return_tensors = kwargs.pop("return_tensors", None)
+        out = super().apply_chat_template(conversation, chat_template=chat_template, return_tensors=None, **kwargs)
+        out["assistant_masks"] = self.assistant_tokens_mask(out["input_ids"])
+        out.convert_to_tensors(tensor_type=None if return_tensors == "auto" else return_tensors)
+        return out
+
+    def assistant_tokens_mask(self, input_ids) -> list[list[int]]:
+        """1 on every assistant reply token (its text, `<|im_end|>` and the newline after it), 0 elsewhere.
+
+        The span the chat template marks with {% generation %}, found from token ids (ChatML headers), so it is
+        right after placeholder expansion and padding; for SFT collators that build their own batches.
+        """
+        rows = input_ids.tolist() if hasattr(input_ids, "tolist") else [list(row) for row in input_ids]
+        if rows and isinstance(rows[0], int):
+            rows = [rows]
+        vocab = self.tokenizer.get_vocab()
+        start, end = vocab[IM_START], vocab[IM_END]
+        header = self.tokenizer("assistant\n", add_special_tokens=False)["input_ids"]
+        newline = self.tokenizer("\n", add_special_tokens=False)["input_ids"]
+        masks = []
+        for row in rows:
+            mask = [0] * len(row)
+            i = 0
+            while i < len(row):
+                if row[i] == start and row[i + 1 : i + 1 + len(header)] == header:
+                    j = i + 1 + len(header)
+                    while j < len(row) and row[j] != end:
+                        mask[j] = 1
+                        j += 1
+                    if j < len(row):
+                        mask[j] = 1
+                        if row[j + 1 : j + 1 + len(newline)] == newline:
+                            for k in range(j + 1, j + 1 + len(newline)):
+                                mask[k] = 1
+                    i = j
+                i += 1
+            masks.append(mask)
+        return masks
+
     # ---------------------------------------------------------------------------------------------- decoding
     def post_process_image_text_to_text(
         self, generated_outputs, skip_special_tokens=True, clean_up_tokenization_spaces=False, **kwargs

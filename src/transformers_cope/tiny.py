@@ -8,7 +8,6 @@ Not remote code.
 
 from __future__ import annotations
 
-import itertools
 import json
 from typing import Any
 
@@ -20,7 +19,7 @@ from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 from .processing_cope import CHAT_TEMPLATE, END_OF_TEXT, CoPEVideoLMProcessor, add_cope_special_tokens
 from .video_processing_cope import CoPEVideoProcessor
 
-TINY_VOCAB_SIZE = 640
+TINY_VOCAB_SIZE = 1000
 TINY_VISION = {"image_size": 32, "patch_size": 4, "hidden_size": 32}
 TINY_CODEC_SIZE = 64
 TINY_VIDEO_PROCESSOR = {
@@ -33,46 +32,58 @@ _PROCESSOR_KEYS = ("use_timestamps", "use_row_newlines", "use_delta_end", "delta
 
 _WORDS = (
     "left right up down yes no A B C D first second third last object objects camera moves move moving moved pans "
-    "pan panning static still which what where when how direction does do did is are the a an in of to from at by "
-    "start starts end ends second seconds time video frame clip begins stops stop faster slower fast slow both "
-    "neither none red green blue square circle sprite background towards away answer question think option options "
-    "true false it its this that there after before during while then first half more less same different"
+    "pan panning static still stays which what where when how direction does do did is are the a an in of to from at "
+    "by start starts end ends second seconds time video frame clip begins stops stop until faster slower fast slow "
+    "both neither none red green blue yellow square circle sprite background towards away answer question think "
+    "option options letter word whole number true false it its this that there after before during while then half "
+    "more less same different px per inside give first"
 ).split()
 _TEMPLATES = (
-    "Which direction does the object move?",
-    "Which direction does the camera pan?",
-    "Does the camera move? Answer yes or no.",
-    "When does the object start moving?",
-    "The object starts moving at {n} seconds.",
-    "The object moves {d} and the camera pans {e}.",
-    "Options: A. left B. right C. up D. down",
-    "Answer with the option's letter from the given choices directly.",
-    "<think>The object moves {d}, so the answer is {l}.</think><answer>{l}</answer>",
-    "<think>The camera pans {e} while the object is still.</think><answer>{e}</answer>",
-    "<answer>{l}</answer>",
-    "Time {n}.{m}s: the {o} object moves {d}.",
-    "Which object moves first? The {o} one moves first, the {p} one second.",
-    "How many seconds does the clip last? {n} seconds.",
+    "Which direction does the {c} {s} move?",
+    "Does the {c} {s} move?",
+    "Does the camera pan left or right?",
+    "When does the {c} {s} start moving?",
+    "During which seconds does the {c} {s} move?",
+    "Which object moves, the {c} {s} or the {c2} {s2}?",
+    "Which object moves faster, the {c} {s} or the {c2} {s2}?",
+    "Which object starts moving first, the {c} {s} or the {c2} {s2}?",
+    "A. left\nB. right\nC. up\nD. down",
+    "Answer with the option's letter.",
+    "Answer with one word.",
+    "Answer with a whole number of seconds.",
+    "Answer as 'start to end' in whole seconds.",
+    "Think first inside <think></think>, then give the answer inside <answer></answer>.",
+    "<think>The {c} {s} moves {n} px {d}.</think><answer>{l}</answer>",
+    "<think>The background moves {n} px {e}, so the camera pans {e}.</think><answer>{e}</answer>",
+    "<think>The {c} {s} is still until {n} s, moves {d} until {m} s, then stops.</think><answer>{n} to {m}</answer>",
+    "<think>The {c} {s} moves {n}.{m} px per second; the {c2} {s2} {m}.{n}.</think><answer>{c}</answer>",
+    "The {c} {s} starts moving at {n} s; the {c2} {s2} at {m} s.",
+    "The {c} {s} stays still.",
+    "Time {n}.{m}s:",
 )
+_FILLS = {"d": "left right up down", "e": "right left down up", "l": "A B C D", "c": "red green blue yellow",
+          "c2": "blue yellow red green", "s": "square circle", "s2": "circle square"}
 
 
 def _corpus() -> list[str]:
-    """Deterministic training text: the QA templates filled every way, plus the chat roles and the word list."""
+    """Deterministic training text: the QA templates filled many ways, the chat roles and the word list."""
     lines = []
-    fills = itertools.product("left right up down".split(), "ABCD", range(10), ("first", "second", "red", "blue"))
-    for (d, letter, n, o), e, p in zip(fills, itertools.cycle("right left down up".split()), itertools.cycle(
-            ("second", "first", "blue", "red"))):
-        for template in _TEMPLATES:
-            lines.append(template.format(d=d, e=e, l=letter, n=n, m=(n * 7) % 10, o=o, p=p))
-    lines.append(" ".join(_WORDS))
-    lines.append(" ".join(w.capitalize() for w in _WORDS))
-    lines.extend(f"{role}\n" for role in ("system", "user", "assistant"))
+    choices = {key: value.split() for key, value in _FILLS.items()}
+    for i in range(120):
+        fill = {key: options[(i * (j + 1) + i // 4) % len(options)] for j, (key, options) in enumerate(choices.items())}
+        fill.update(n=i % 10, m=(i * 7 + 3) % 10)
+        lines.extend(template.format(**fill) for template in _TEMPLATES)
+    for _ in range(3):  # min_frequency 2: every word and role name gets its merges
+        lines.append(" ".join(_WORDS))
+        lines.append(" ".join(w.capitalize() for w in _WORDS))
+        lines.extend(_WORDS)  # bare words too: answers start right after "assistant\n", without a space
+        lines.extend(f"{role}\n" for role in ("system", "user", "assistant"))
     lines.append("0123456789 . , : ; ? ! ' \" ( ) - + = / \n 10 20 30 0.5 1.0 2.5 12.0")
     return lines
 
 
 def build_tiny_tokenizer() -> Qwen2Tokenizer:
-    """A ~640-token byte-level BPE `Qwen2Tokenizer` with the CoPE special tokens and chat template (left padding)."""
+    """A ~1000-token byte-level BPE `Qwen2Tokenizer` with the CoPE special tokens and chat template (left padding)."""
     trainer_tokenizer = Tokenizer(BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
     trainer_tokenizer.normalizer = normalizers.NFC()
     trainer_tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
