@@ -1,6 +1,10 @@
 """CoPEVideoLMProcessor: chat template, per-step placeholder expansion, batching, save/load, threads."""
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 
 import pytest
@@ -298,3 +302,32 @@ def test_tiny_model_runs_on_processor_output(videos):
     generated = model.generate(**inputs, max_new_tokens=3, do_sample=False)
     texts = processor.post_process_image_text_to_text(generated[:, inputs["input_ids"].shape[1]:])
     assert len(texts) == 2 and all(isinstance(text, str) for text in texts)
+
+
+def test_remote_code_round_trip(videos, tmp_path, monkeypatch):
+    """Saved with auto classes, the processor loads as Hub remote code where transformers_cope is not importable."""
+    from transformers_cope.video_processing_cope import CoPEVideoProcessor
+
+    monkeypatch.setattr(CoPEVideoLMProcessor, "_auto_class", "AutoProcessor")
+    monkeypatch.setattr(CoPEVideoProcessor, "_auto_class", "AutoVideoProcessor")
+    processor = build_tiny_processor(fps=4.0, keyframes_per_gop=2)
+    processor.save_pretrained(tmp_path / "repo")
+    files = set(os.listdir(tmp_path / "repo"))
+    assert {"processing_cope.py", "video_processing_cope.py", "codec.py"} <= files
+    kwargs = dict(add_generation_prompt=True, tokenize=True, return_dict=True)
+    expected = processor.apply_chat_template(conversation(videos[0]), **kwargs)["input_ids"]
+    script = textwrap.dedent(f"""
+        import json, sys
+        sys.modules["transformers_cope"] = None  # only the saved files may be used
+        from transformers import AutoProcessor
+        processor = AutoProcessor.from_pretrained({str(tmp_path / "repo")!r}, trust_remote_code=True)
+        assert type(processor).__module__.startswith("transformers_modules"), type(processor).__module__
+        chat = [{{"role": "user", "content": [{{"type": "video", "path": {videos[0]!r}}},
+                                             {{"type": "text", "text": "Which direction does the camera pan?"}}]}}]
+        out = processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True)
+        print(json.dumps(out["input_ids"]))
+    """)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == expected
