@@ -70,8 +70,9 @@ def add_cope_special_tokens(tokenizer, chat_template: str | None = CHAT_TEMPLATE
 
 
 class CoPEProcessorKwargs(ProcessingKwargs, total=False):
+    """Routes the video processor's knobs (keyframes_per_gop, codec_size, ...) given flat to `processor(...)`."""
+
     videos_kwargs: CoPEVideosKwargs
-    _defaults = {"text_kwargs": {"padding": False}}
 
 
 class CoPEVideoLMProcessor(ProcessorMixin):
