@@ -273,6 +273,29 @@ def test_batched_left_padding_matches_single(model):
             torch.testing.assert_close(logits_b, logits_s, atol=1e-4, rtol=1e-4)
 
 
+def test_expand_inputs_for_beams_keeps_sample_order(model):
+    """num_return_sequences / beams repeat each sample; the flat video tensors must follow sample by sample."""
+    samples = [make_sample("IPPIP", model.config, seed=7), make_sample("IPPP", model.config, seed=8)]
+    batch = left_pad_batch(samples)
+    keep = torch.ones(3 * 16, dtype=torch.bool)
+    keep[[3, 20, 40]] = False  # one token pruned in each keyframe
+    ids = batch["input_ids"].clone()
+    for b, k in ((0, 3), (0, 20), (1, 8)):  # drop the matching placeholders (sample 1 holds keyframe 2)
+        positions = (ids[b] == VIDEO).nonzero()[:, 0]
+        ids[b, positions[k]] = 7
+    batch["input_ids"], batch["video_compression_mask"] = ids, keep
+    expanded_ids, expanded = model._expand_inputs_for_generation(expand_size=3, **batch)
+    assert expanded_ids.shape[0] == 6 and expanded["pixel_values_videos"].shape[0] == 9
+    assert expanded["delta_motion_vectors"].shape[0] == 18 and expanded["video_compression_mask"].shape[0] == 9 * 16
+    with torch.no_grad():
+        reference = model(**batch).logits
+        repeated = model(input_ids=expanded_ids, **{k: v for k, v in expanded.items() if k != "input_ids"}).logits
+    torch.testing.assert_close(repeated, reference.repeat_interleave(3, dim=0), atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=3, num_beams=2, num_return_sequences=2, do_sample=False)
+    assert out.shape[0] == 4
+
+
 def test_eager_matches_sdpa(model, sample, tmp_path):
     model.save_pretrained(tmp_path)
     eager = CoPEVideoLMForConditionalGeneration.from_pretrained(tmp_path, attn_implementation="eager").eval()

@@ -88,9 +88,9 @@ def _load_vision_tower(path_or_model: PathOrModel, **kwargs) -> nn.Module:
         if vision is None or not hasattr(vision, "config"):
             raise ValueError(f"cannot find a vision model with a config in {path_or_model}")
         return vision
-    if hasattr(config, "vision_use_head"):
-        kwargs.setdefault("vision_use_head", False)  # the pooling head is unused: the LM reads patch tokens
-    return AutoModel.from_pretrained(path_or_model, **kwargs)
+    if hasattr(config, "vision_use_head") or config.model_type == "siglip_vision_model":
+        config.vision_use_head = False  # the pooling head is unused: the LM reads patch tokens
+    return AutoModel.from_pretrained(path_or_model, config=config, **kwargs)
 
 
 @torch.no_grad()

@@ -103,9 +103,9 @@ class CoPEDeltaAttention(nn.Module):
         queries = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)
         keys = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)
         values = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
-        attention_interface: Callable = eager_attention_forward
-        if self.config._attn_implementation != "eager":
-            attention_interface = ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
         attn_output, _ = attention_interface(
             self,
             queries,
@@ -439,8 +439,13 @@ class CoPEVideoLMModel(CoPEVideoLMPreTrainedModel):
         if pixel_values_videos.ndim == 5:  # (videos, frames, C, H, W) -> all frames in order
             pixel_values_videos = pixel_values_videos.flatten(0, 1)
         pixel_values_videos = pixel_values_videos.to(self.vision_tower.dtype)
-        vision_outputs = self.vision_tower(pixel_values_videos, output_hidden_states=True, return_dict=True)
         layer = self.config.vision_feature_layer
+        # Transformers >= 5.2x captures only the selected layers when given their indices (0 would read as False);
+        # older releases treat any truthy value as True and return them all.
+        wanted = layer if isinstance(layer, int) else list(layer)
+        if wanted == 0 or (isinstance(wanted, list) and 0 in wanted):
+            wanted = True
+        vision_outputs = self.vision_tower(pixel_values_videos, output_hidden_states=wanted, return_dict=True)
         if isinstance(layer, int):
             features = vision_outputs.hidden_states[layer]
         else:
@@ -694,6 +699,62 @@ class CoPEVideoLMForConditionalGeneration(CoPEVideoLMPreTrainedModel, Generation
             video_hidden_states=outputs.video_hidden_states,
             delta_hidden_states=outputs.delta_hidden_states,
         )
+
+    def _expand_inputs_for_generation(
+        self, expand_size: int = 1, is_encoder_decoder: bool = False, input_ids: torch.LongTensor | None = None,
+        **model_kwargs,
+    ):
+        """Beam search / `num_return_sequences` repeat each sample `expand_size` times. The video tensors are flat
+        over the batch (not one row per sample), so they are repeated sample by sample here, keeping the order in
+        which the placeholders of the expanded batch will read them."""
+        video = {k: model_kwargs.pop(k) for k in PREFILL_ONLY_INPUTS if model_kwargs.get(k) is not None}
+        if expand_size > 1 and video:
+            video.pop("video_frame_types", None)  # only a consistency check; its per-video list is not per sample
+            video.pop("video_timestamps", None)
+            video = self._repeat_video_inputs(input_ids, expand_size, **video)
+        input_ids, model_kwargs = super()._expand_inputs_for_generation(
+            expand_size=expand_size, is_encoder_decoder=is_encoder_decoder, input_ids=input_ids, **model_kwargs
+        )
+        model_kwargs.update(video)
+        return input_ids, model_kwargs
+
+    def _repeat_video_inputs(self, input_ids, expand_size, **video) -> dict:
+        cfg = self.config
+        if video.get("pixel_values_videos") is not None and video["pixel_values_videos"].ndim == 5:
+            video["pixel_values_videos"] = video["pixel_values_videos"].flatten(0, 1)
+        if input_ids is None or input_ids.shape[1] == 0:
+            raise ValueError("expanding video inputs for generation (beams / num_return_sequences) needs input_ids")
+        n_keyframes_total = 0 if video.get("pixel_values_videos") is None else video["pixel_values_videos"].shape[0]
+        mask = video.get("video_compression_mask")
+        if mask is not None:
+            mask = mask.reshape(n_keyframes_total, -1)
+            kept_before = torch.cat([mask.new_zeros(1, dtype=torch.long), mask.sum(1).cumsum(0)]).tolist()
+        else:
+            kept_before = [i * cfg.tokens_per_keyframe for i in range(n_keyframes_total + 1)]
+        video_counts = (input_ids == cfg.video_token_id).sum(1).tolist()
+        delta_counts = ((input_ids == cfg.delta_token_id).sum(1) // cfg.delta_tokens_per_step).tolist()
+        keyframe_spans, delta_spans, kf_start, kept, p_start = [], [], 0, 0, 0
+        for n_video, n_delta in zip(video_counts, delta_counts):  # one iteration per sample, not per token
+            kept += n_video
+            kf_end = kept_before.index(kept) if kept in kept_before else -1
+            if kf_end < 0:
+                raise ValueError("the <|video_pad|> placeholders of a sample do not end on a keyframe boundary")
+            keyframe_spans.append((kf_start, kf_end))
+            delta_spans.append((p_start, p_start + n_delta))
+            kf_start, p_start = kf_end, p_start + n_delta
+
+        def repeat(tensor, spans):
+            return torch.cat([tensor[a:b] for a, b in spans for _ in range(expand_size)])
+
+        out = {}
+        for key in ("pixel_values_videos", "video_compression_mask"):
+            if video.get(key) is not None:
+                tensor = mask if key == "video_compression_mask" else video[key]
+                out[key] = repeat(tensor, keyframe_spans).reshape(-1, *video[key].shape[1:])
+        for key in ("delta_motion_vectors", "delta_residuals"):
+            if video.get(key) is not None:
+                out[key] = repeat(video[key], delta_spans)
+        return out
 
     def prepare_inputs_for_generation(self, *args, is_first_iteration: bool | None = False, **kwargs):
         """Video inputs go to the prefill only: afterwards the KV cache holds them (Transformers drops
