@@ -73,6 +73,7 @@ class CoPEProcessorKwargs(ProcessingKwargs, total=False):
     """Routes the video processor's knobs (keyframes_per_gop, codec_size, ...) given flat to `processor(...)`."""
 
     videos_kwargs: CoPEVideosKwargs
+    _defaults = {}  # TypedDicts do not inherit it, and transformers 5.17's apply_chat_template reads it
 
 
 class CoPEVideoLMProcessor(ProcessorMixin):
