@@ -1,0 +1,317 @@
+"""`video-question-answering` pipeline for CoPE-VideoLM: a video path (or a list of them) + a question -> answers.
+
+Why a pipeline of our own: Transformers ships no video QA task, and CoPE-VideoLM's inputs (keyframes, Δ steps and a
+per-video step layout) need their own batching: keyframes and Δ steps of all videos are concatenated, the prompts are
+left-padded. The answer is parsed from `<think>...</think><answer>...</answer>` when the model writes them.
+Self-consistency (sample K chains, majority vote on the answer) runs inside one batched `generate` call.
+
+Ships to the Hub as remote code next to the model (`config.custom_pipelines`), so it imports its siblings only as
+`from .x import Y` and needs nothing but transformers and torch; `pipeline(model=repo, trust_remote_code=True)` then
+works without this package.
+"""
+
+import re
+from collections import Counter
+
+import torch
+from transformers import AutoModelForImageTextToText, GenerationConfig, Pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
+from transformers.pipelines.base import no_collate_fn
+from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
+
+TASK = "video-question-answering"
+THINK_INSTRUCTION = "Think first inside <think></think>, then give the answer inside <answer></answer>."
+# Knobs of CoPEVideoProcessor a call may override (the step layout and the codec extraction).
+VIDEO_KNOBS = (
+    "fps", "gop_size", "keyframes_per_gop", "max_steps", "codec_size", "codec_mode", "use_token_compression",
+    "compression_threshold",
+)
+_VIDEO_TENSORS = ("pixel_values_videos", "delta_motion_vectors", "delta_residuals", "video_compression_mask")
+_VIDEO_LISTS = ("video_frame_types", "video_timestamps")
+_THINK = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL)
+_ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
+
+
+def parse_answer(text: str) -> dict:
+    """Split a generation into {"answer", "reasoning"} ("reasoning" only when a <think> block is there).
+
+    The answer is the `<answer>` block's content, else the text with any `<think>` block removed; both stripped.
+    """
+    result = {}
+    think = _THINK.search(text)
+    if think is not None:
+        result["reasoning"] = think.group(1).strip()
+    answer = _ANSWER.search(text)
+    if answer is not None:
+        result["answer"] = answer.group(1).strip()
+    else:
+        rest = _THINK.sub("", text) if think is not None else text
+        result["answer"] = rest.strip()
+    return {"answer": result["answer"], **({"reasoning": result["reasoning"]} if "reasoning" in result else {})}
+
+
+def normalize_answer(answer: str) -> str:
+    """Voting key: case, surrounding whitespace and trailing punctuation do not split votes ("Left." == "left")."""
+    return re.sub(r"\s+", " ", answer.strip().strip(".!?;:,").strip()).lower()
+
+
+def majority_vote(parsed: list[dict]) -> dict:
+    """Self-consistency: the most frequent normalised answer (ties -> the one sampled first); the reasoning of its
+    first chain; `votes` maps every answer to its count and `agreement` is the winner's share."""
+    keys = [normalize_answer(p["answer"]) for p in parsed]
+    counts = Counter(keys)
+    best = max(counts.values())
+    winner = next(k for k in keys if counts[k] == best)  # first sampled among the tied
+    chosen = parsed[keys.index(winner)]
+    out = {"answer": chosen["answer"]}
+    if "reasoning" in chosen:
+        out["reasoning"] = chosen["reasoning"]
+    out["votes"] = dict(counts.most_common())
+    out["agreement"] = best / len(keys)
+    return out
+
+
+class VideoQuestionAnsweringPipeline(Pipeline):
+    r"""Answer questions about videos with a CoPE-VideoLM.
+
+    ```python
+    from transformers import pipeline
+    import transformers_cope  # registers the task (not needed with trust_remote_code=True on a Hub repo)
+
+    vqa = pipeline("video-question-answering", model="path/or/repo")
+    vqa("clip.mp4", question="Which direction does the red square move?")
+    # [{'answer': 'left'}]
+    vqa(["a.mp4", "b.mp4"], question="Does the camera pan left or right?", batch_size=2)
+    vqa("clip.mp4", question="...", reasoning=True, self_consistency=5)
+    # [{'answer': 'left', 'reasoning': '...', 'votes': {'left': 4, 'up': 1}, 'agreement': 0.8}]
+    ```
+
+    Inputs: a video path, a `{"video": path, "question": str}` dict, or a list of either (a list gives a list of
+    results). Call options:
+        question: the question (required unless every input dict carries one).
+        reasoning: append the `<think>/<answer>` instruction to the question (models trained with traces use it).
+        self_consistency: K > 1 samples K answers per video (do_sample on, temperature 1.0 unless set) and returns
+            the majority answer with `votes` and `agreement`.
+        num_return_sequences: return that many sampled answers per video instead (no vote).
+        max_new_tokens, do_sample, temperature, top_p, top_k, generate_kwargs: generation options.
+        fps, gop_size, keyframes_per_gop, max_steps, codec_size, codec_mode, use_token_compression, video_kwargs:
+            the processor's step layout and codec options for this call.
+        batch_size (pipeline option): videos per `generate` call.
+    Output per video: a list of dicts `{"answer": str, "reasoning": str (when the model wrote <think>), ...}`.
+    """
+
+    _load_processor = True
+    _load_tokenizer = False
+    _load_image_processor = False
+    _load_feature_extractor = False
+    _load_video_processor = False
+    _pipeline_calls_generate = True
+    _default_generation_config = GenerationConfig(max_new_tokens=64)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.processor is None:
+            raise ValueError("The video-question-answering pipeline needs the model's processor (processor=...).")
+        if self.tokenizer is None:
+            self.tokenizer = self.processor.tokenizer
+
+    # ------------------------------------------------------------------------------------------------ parameters
+    def _sanitize_parameters(
+        self,
+        question=None,
+        reasoning=None,
+        self_consistency=None,
+        num_return_sequences=None,
+        video_kwargs=None,
+        generate_kwargs=None,
+        max_new_tokens=None,
+        do_sample=None,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+        **kwargs,
+    ):
+        preprocess = {}
+        if question is not None:
+            preprocess["question"] = question
+        if reasoning is not None:
+            preprocess["reasoning"] = bool(reasoning)
+        knobs = dict(video_kwargs or {})
+        for name in VIDEO_KNOBS:
+            if name in kwargs:
+                knobs[name] = kwargs.pop(name)
+        if knobs:
+            preprocess["video_kwargs"] = knobs
+
+        generate = dict(generate_kwargs or {})
+        for name, value in (("max_new_tokens", max_new_tokens), ("do_sample", do_sample),
+                            ("temperature", temperature), ("top_p", top_p), ("top_k", top_k)):
+            if value is not None:
+                generate[name] = value
+        generation_keys = {key for key in vars(GenerationConfig()) if not key.startswith("_")}
+        unknown = sorted(set(kwargs) - generation_keys)
+        if unknown:
+            raise TypeError(f"video-question-answering got unexpected arguments {unknown}.")
+        generate.update(kwargs)
+        # Samples per video are made by repeating the batch (CoPE video inputs are not expandable by `generate`).
+        generate.pop("num_return_sequences", None)
+
+        forward = {}
+        postprocess = {}
+        if generate:
+            forward["generate_kwargs"] = generate
+        if self_consistency is not None:
+            samples = int(self_consistency)
+            if samples < 1:
+                raise ValueError(f"self_consistency must be >= 1, got {self_consistency}")
+            forward["num_samples"] = samples
+            forward["sample"] = samples > 1
+            postprocess["vote"] = samples > 1
+        elif num_return_sequences is not None:
+            samples = int(num_return_sequences)
+            if samples < 1:
+                raise ValueError(f"num_return_sequences must be >= 1, got {num_return_sequences}")
+            forward["num_samples"] = samples
+            forward["sample"] = samples > 1
+            postprocess["vote"] = False
+        return preprocess, forward, postprocess
+
+    def __call__(self, videos, question=None, **kwargs):
+        """Answer `question` about `videos` (a path, a {"video", "question"} dict, or a list of them)."""
+        if question is not None:
+            kwargs["question"] = question
+        if isinstance(videos, tuple):
+            videos = list(videos)
+        return super().__call__(videos, **kwargs)
+
+    # ------------------------------------------------------------------------------------------------ preprocess
+    def preprocess(self, inputs, question=None, reasoning=False, video_kwargs=None):
+        if isinstance(inputs, dict):
+            if "video" not in inputs:
+                raise ValueError('A dict input needs a "video" key (and optionally "question").')
+            video = inputs["video"]
+            question = inputs.get("question", question)
+        else:
+            video = inputs
+        if hasattr(video, "__fspath__"):
+            video = video.__fspath__()
+        if not isinstance(video, str) and not all(
+            hasattr(video, name) for name in ("frame_types", "keyframes", "motion_vectors", "residuals")
+        ):
+            raise TypeError(
+                f"video-question-answering takes video file paths (or CodecPrimitives); got {type(video).__name__}."
+            )
+        if not question:
+            raise ValueError("video-question-answering needs a question: pipe(video, question='...').")
+        text = f"{question}\n{THINK_INSTRUCTION}" if reasoning else question
+        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]}]
+        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        model_inputs = self.processor(
+            text=[prompt], videos=[video], return_tensors="pt", **dict(video_kwargs or {})
+        )
+        return dict(model_inputs)
+
+    # ------------------------------------------------------------------------------------------------ batching
+    def _collate(self, items: list[dict]) -> dict:
+        """Left-pad the prompts (generation continues at the right edge); concatenate keyframes and Δ steps."""
+        pad_id = self.tokenizer.pad_token_id
+        if pad_id is None:
+            raise ValueError("Batching needs a tokenizer pad token.")
+        length = max(item["input_ids"].shape[1] for item in items)
+        batch = {
+            "input_ids": torch.full((len(items), length), pad_id, dtype=items[0]["input_ids"].dtype),
+            "attention_mask": torch.zeros((len(items), length), dtype=items[0]["attention_mask"].dtype),
+        }
+        for row, item in enumerate(items):
+            n = item["input_ids"].shape[1]
+            batch["input_ids"][row, length - n :] = item["input_ids"][0]
+            batch["attention_mask"][row, length - n :] = item["attention_mask"][0]
+        keys = set(items[0])
+        if any(set(item) != keys for item in items):
+            raise ValueError("Videos of one batch were processed with different options; use batch_size=1.")
+        for key in _VIDEO_TENSORS:
+            if key in keys:
+                batch[key] = torch.cat([item[key] for item in items], dim=0)
+        for key in _VIDEO_LISTS:
+            if key in keys:
+                batch[key] = [entry for item in items for entry in item[key]]
+        return batch
+
+    def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
+        """As `Pipeline.get_iterator`, with a collate function that understands CoPE video inputs."""
+        dataset = PipelineDataset(inputs, self.preprocess, preprocess_params)
+        collate_fn = no_collate_fn if batch_size == 1 else self._collate
+        loader = torch.utils.data.DataLoader(
+            dataset, num_workers=num_workers, batch_size=batch_size, collate_fn=collate_fn
+        )
+        model_iterator = PipelineIterator(loader, self.forward, forward_params, loader_batch_size=batch_size)
+        return PipelineIterator(model_iterator, self.postprocess, postprocess_params)
+
+    # ------------------------------------------------------------------------------------------------ generation
+    def _generation_options(self, generate_kwargs: dict, sample: bool) -> dict:
+        generate_kwargs = dict(generate_kwargs or {})
+        if sample:
+            generate_kwargs.setdefault("do_sample", True)
+            generate_kwargs.setdefault("temperature", 1.0)
+        if hasattr(self, "_prepare_generate_kwargs"):  # transformers >= 5.18: call, init and pipeline defaults
+            return self._prepare_generate_kwargs(generate_kwargs)
+        merged = {**getattr(self, "_generate_kwargs", {}), **generate_kwargs}
+        merged.setdefault("max_new_tokens", self._default_generation_config.max_new_tokens)
+        return merged
+
+    def _forward(self, model_inputs, generate_kwargs=None, num_samples=1, sample=False):
+        inputs = dict(model_inputs)
+        batch = inputs["input_ids"].shape[0]
+        if num_samples > 1:  # rows k * batch + b hold sample k of video b
+            for key in ("input_ids", "attention_mask", *_VIDEO_TENSORS):
+                if key in inputs:
+                    inputs[key] = torch.cat([inputs[key]] * num_samples, dim=0)
+            for key in _VIDEO_LISTS:
+                if key in inputs:
+                    inputs[key] = list(inputs[key]) * num_samples
+        dtype = self.model.dtype
+        for key in ("pixel_values_videos", "delta_motion_vectors", "delta_residuals"):
+            if key in inputs and inputs[key].is_floating_point():
+                inputs[key] = inputs[key].to(dtype)
+        kwargs = self._generation_options(generate_kwargs, sample)
+        kwargs.pop("num_return_sequences", None)
+        output = self.model.generate(**inputs, **kwargs, return_dict_in_generate=False)
+        prompt_length = inputs["input_ids"].shape[1]
+        generated = output[:, prompt_length:]
+        generated = generated.reshape(num_samples, batch, -1).transpose(0, 1)  # (batch, samples, new tokens)
+        return {"generated_ids": generated}
+
+    # ---------------------------------------------------------------------------------------------- postprocess
+    def postprocess(self, model_outputs, vote=False):
+        generated = model_outputs["generated_ids"]
+        if generated.ndim == 3:  # one video (the pipeline keeps a batch axis of 1)
+            generated = generated[0]
+        texts = self.processor.post_process_image_text_to_text(generated, skip_special_tokens=True)
+        parsed = [parse_answer(text) for text in texts]
+        if vote:
+            return [majority_vote(parsed)]
+        return parsed
+
+
+def register_pipeline() -> None:
+    """Register `video-question-answering` with Transformers' pipeline registry (idempotent, no warning)."""
+    registered = PIPELINE_REGISTRY.supported_tasks.get(TASK)
+    if registered is not None and registered.get("impl") is VideoQuestionAnsweringPipeline:
+        return
+    PIPELINE_REGISTRY.register_pipeline(
+        TASK,
+        pipeline_class=VideoQuestionAnsweringPipeline,
+        pt_model=AutoModelForImageTextToText,
+        type="multimodal",
+    )
+
+
+__all__ = [
+    "TASK",
+    "THINK_INSTRUCTION",
+    "VideoQuestionAnsweringPipeline",
+    "majority_vote",
+    "normalize_answer",
+    "parse_answer",
+    "register_pipeline",
+]

@@ -1,0 +1,162 @@
+"""The `video-question-answering` pipeline: inputs, outputs, batching, sampling options, errors, devices.
+
+Mechanics run on a tiny untrained model (its answers are noise, so the tests compare the pipeline with a direct
+`generate` and batched with sequential runs); the accuracy test uses the embedded trained model when it is there.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import pipeline
+
+import transformers_cope  # noqa: F401  (registers the Auto classes)
+from transformers_cope import CoPEVideoLMForConditionalGeneration, VideoDecodeError
+from transformers_cope.data import generate_motion_qa
+from transformers_cope.data.synthetic_qa import format_prompt
+from transformers_cope.pipeline_cope import (
+    TASK,
+    THINK_INSTRUCTION,
+    VideoQuestionAnsweringPipeline,
+    majority_vote,
+    parse_answer,
+    register_pipeline,
+)
+from transformers_cope.tiny import build_tiny_processor, tiny_model_config
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    register_pipeline()
+    torch.manual_seed(0)
+    model = CoPEVideoLMForConditionalGeneration(tiny_model_config()).eval()
+    return model, build_tiny_processor()
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    out = tmp_path_factory.mktemp("qa")
+    return generate_motion_qa(3, out, tasks=("direction", "camera_pan"), duration_s=4, fps=10,
+                              question_format="open", progress=False, seed=7)
+
+
+@pytest.fixture(scope="module")
+def vqa(tiny):
+    model, processor = tiny
+    return pipeline(TASK, model=model, processor=processor, device="cpu")
+
+
+def _direct_answer(model, processor, video, question, max_new_tokens):
+    messages = [{"role": "user", "content": [{"type": "video", "path": video}, {"type": "text", "text": question}]}]
+    inputs = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True,
+                                           return_tensors="pt")
+    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    return processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0].strip()
+
+
+def test_parse_answer_variants():
+    assert parse_answer("left") == {"answer": "left"}
+    assert parse_answer("  <answer>B</answer> ") == {"answer": "B"}
+    assert parse_answer("<think>moves 12 px left</think><answer>left</answer>") == {
+        "answer": "left", "reasoning": "moves 12 px left"}
+    assert parse_answer("<think>moves right</think> right") == {"answer": "right", "reasoning": "moves right"}
+    assert parse_answer("<think>cut off mid") == {"answer": "", "reasoning": "cut off mid"}
+    assert parse_answer("<think>a</think><answer>cut") == {"answer": "cut", "reasoning": "a"}
+
+
+def test_majority_vote_normalises_and_breaks_ties_by_order():
+    parsed = [{"answer": "Left."}, {"answer": "up", "reasoning": "r1"}, {"answer": "left", "reasoning": "r2"}]
+    voted = majority_vote(parsed)
+    assert voted["answer"] == "Left." and voted["votes"] == {"left": 2, "up": 1}
+    assert voted["agreement"] == pytest.approx(2 / 3) and "reasoning" not in voted
+    assert majority_vote([{"answer": "up"}, {"answer": "down"}])["answer"] == "up"
+
+
+def test_registered_task_builds_our_pipeline(vqa):
+    assert isinstance(vqa, VideoQuestionAnsweringPipeline)
+    assert vqa.task == TASK and vqa.device.type == "cpu"
+
+
+def test_single_video_matches_direct_generate(tiny, vqa, records):
+    model, processor = tiny
+    record = records[0]
+    question = format_prompt(record)
+    result = vqa(record["video"], question=question, max_new_tokens=6)
+    assert isinstance(result, list) and len(result) == 1 and set(result[0]) == {"answer"}
+    assert result[0]["answer"] == _direct_answer(model, processor, record["video"], question, 6)
+
+
+def test_list_input_batched_equals_sequential(vqa, records):
+    inputs = [{"video": r["video"], "question": format_prompt(r)} for r in records]
+    sequential = vqa(inputs, max_new_tokens=5, batch_size=1)
+    batched = vqa(inputs, max_new_tokens=5, batch_size=2)  # prompts of different lengths: left padding
+    assert len(batched) == len(records) and all(len(item) == 1 for item in batched)
+    assert batched == sequential
+    # a shared question for a list of paths
+    shared = vqa([r["video"] for r in records[:2]], question="Does the camera pan left or right?", max_new_tokens=3,
+                 batch_size=2)
+    assert len(shared) == 2 and all("answer" in item[0] for item in shared)
+
+
+def test_reasoning_and_video_kwargs_reach_the_prompt(vqa, records):
+    video = records[0]["video"]
+    default = vqa.preprocess(video, question="Which way?")
+    thinking = vqa.preprocess(video, question="Which way?", reasoning=True)
+    text = vqa.processor.batch_decode(thinking["input_ids"], skip_special_tokens=True)[0]
+    assert THINK_INSTRUCTION in text
+    assert default["video_frame_types"] == ["IPPP"]  # 4 s at 1 fps, one keyframe per 8-step GOP
+    small_gop = vqa.preprocess(video, question="Which way?", video_kwargs={"gop_size": 2})
+    assert small_gop["video_frame_types"] == ["IPIP"] and small_gop["pixel_values_videos"].shape[0] == 2
+    # call options reach the processor through _sanitize_parameters as well
+    preprocess_params, _, _ = vqa._sanitize_parameters(question="q", gop_size=2, keyframes_per_gop=2)
+    assert preprocess_params["video_kwargs"] == {"gop_size": 2, "keyframes_per_gop": 2}
+    dense = vqa.preprocess(video, **preprocess_params)
+    assert dense["video_frame_types"] == ["IIII"] and "delta_motion_vectors" in dense
+
+
+def test_self_consistency_votes_over_k_samples(vqa, records):
+    torch.manual_seed(0)
+    result = vqa(records[0]["video"], question=format_prompt(records[0]), self_consistency=4, max_new_tokens=4)
+    assert len(result) == 1
+    voted = result[0]
+    assert sum(voted["votes"].values()) == 4
+    assert 0 < voted["agreement"] <= 1 and voted["answer"].strip().lower().strip(".!?;:,") in voted["votes"]
+
+
+def test_num_return_sequences_gives_several_answers(vqa, records):
+    torch.manual_seed(0)
+    result = vqa(records[1]["video"], question=format_prompt(records[1]), num_return_sequences=3, do_sample=True,
+                 max_new_tokens=4)
+    assert len(result) == 3 and all("answer" in r for r in result)
+
+
+def test_bad_inputs_raise_clear_errors(vqa, tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video")
+    with pytest.raises(VideoDecodeError, match="notes.mp4"):
+        vqa(str(text), question="What moves?")
+    with pytest.raises(ValueError, match="needs a question"):
+        vqa(str(text))
+    with pytest.raises(TypeError, match="unexpected arguments"):
+        vqa(str(text), question="q", not_an_option=1)
+
+
+def test_bfloat16_model_gets_matching_inputs(tiny, records):
+    model, processor = tiny
+    model16 = CoPEVideoLMForConditionalGeneration(model.config).eval()
+    model16.load_state_dict(model.state_dict())
+    model16.to(torch.bfloat16)
+    pipe = pipeline(TASK, model=model16, processor=processor, device="cpu")
+    result = pipe(records[0]["video"], question="Which direction?", max_new_tokens=3)
+    assert isinstance(result[0]["answer"], str)
+
+
+def test_saved_folder_loads_through_the_registry(tiny, records, tmp_path):
+    model, processor = tiny
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    pipe = pipeline(TASK, model=str(tmp_path), device="cpu")
+    assert isinstance(pipe, VideoQuestionAnsweringPipeline)
+    question = format_prompt(records[2])
+    expected = _direct_answer(model, processor, records[2]["video"], question, 5)
+    assert pipe(records[2]["video"], question=question, max_new_tokens=5)[0]["answer"] == expected
