@@ -151,6 +151,7 @@ def test_token_accounting_64s_clip():
     assert paper.frame_types_for(16) == "IPPPPPPP" * 2
     assert cope["num_keyframes"] == 8 and cope["num_delta_steps"] == 56
     assert cope["tokens_per_delta_step"] == 9 and cope["total_tokens"] == 8 * 210 + 56 * 9 == 2_184
+    assert paper.count_video_tokens("IPPPPPPP" * 8) == cope
     print(f"\n64 s clip @1 fps, GOP 8: dense {dense['total_tokens']} tokens, CoPE k=1 {cope['total_tokens']} tokens "
           f"({100 * cope['total_tokens'] / dense['total_tokens']:.1f}%)")
     for k, expected in ((2, 16 * 210 + 48 * 9), (4, 32 * 210 + 32 * 9)):

@@ -220,6 +220,10 @@ class CoPEVideoLMConfig(PreTrainedConfig):
         """Step layout ("I"/"P" per step) for `num_steps` steps with this config's GOP knobs."""
         return gop_frame_types(num_steps, self.gop_size, self.keyframes_per_gop)
 
+    def count_video_tokens(self, frame_types: str, **kwargs) -> dict[str, int]:
+        """Token accounting for one video's step layout; see the module-level `count_video_tokens`."""
+        return count_video_tokens(frame_types, self, **kwargs)
+
 
 def pooled_grid(grid: tuple[int, int], pooling_mode: str, stride: int) -> tuple[int, int]:
     """Grid after pooling: ceil(h / stride) as LLaVA-Video's bilinear resize (27 -> 14)."""
