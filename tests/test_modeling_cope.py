@@ -409,5 +409,9 @@ def test_dense_baseline_all_keyframes():
     assert s["delta_motion_vectors"].shape[0] == 0
     with torch.no_grad():
         out = model(input_ids=s["input_ids"], pixel_values_videos=s["pixel_values_videos"])
+        # The processor's dense output carries empty Δ tensors: they must be accepted, not fed to the Δ-encoder.
+        with_empty = model(input_ids=s["input_ids"], pixel_values_videos=s["pixel_values_videos"],
+                           delta_motion_vectors=s["delta_motion_vectors"], delta_residuals=s["delta_residuals"])
     assert out.video_hidden_states.shape == (8 * 16, 64) and out.delta_hidden_states is None
+    assert with_empty.delta_hidden_states is None and torch.equal(with_empty.logits, out.logits)
     assert count_video_tokens(frame_types, model.config)["total_tokens"] == s["input_ids"].shape[1] - 2 - 3 - 4

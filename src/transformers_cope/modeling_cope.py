@@ -531,6 +531,8 @@ class CoPEVideoLMModel(CoPEVideoLMPreTrainedModel):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
         if (delta_motion_vectors is None) != (delta_residuals is None):
             raise ValueError("delta_motion_vectors and delta_residuals must be given together")
+        if delta_motion_vectors is not None and delta_motion_vectors.shape[0] == 0:
+            delta_motion_vectors = delta_residuals = None  # a dense layout (every step a keyframe) has no Δ steps
         if video_frame_types is not None:
             self._check_frame_types(video_frame_types, pixel_values_videos, delta_motion_vectors)
         if inputs_embeds is None:
