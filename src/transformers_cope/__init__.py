@@ -33,6 +33,7 @@ from .modeling_cope import (
     CoPEVideoLMModel,
     CoPEVideoLMPreTrainedModel,
 )
+from .pipeline_cope import VideoQuestionAnsweringPipeline, register_pipeline
 from .processing_cope import CoPEVideoLMProcessor, add_cope_special_tokens
 from .video_processing_cope import CoPEVideoProcessor
 
@@ -54,6 +55,7 @@ def _register() -> None:
     CoPEVideoLMForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
     CoPEVideoProcessor.register_for_auto_class("AutoVideoProcessor")
     CoPEVideoLMProcessor.register_for_auto_class("AutoProcessor")
+    register_pipeline()
 
 
 _register()
@@ -75,6 +77,7 @@ __all__ = [
     "TruncatedVideoWarning",
     "UnsupportedVideoError",
     "VideoDecodeError",
+    "VideoQuestionAnsweringPipeline",
     "VideoTooLargeError",
     "add_cope_special_tokens",
     "count_video_tokens",
