@@ -57,7 +57,8 @@ def gop_settings(config, processor=None) -> dict[str, Any]:
 
 
 def token_table(config, *, num_steps: int = 64, gop_size: int | None = None,
-                keyframe_options: tuple[int, ...] | None = None, current: int | None = None) -> str:
+                keyframe_options: tuple[int, ...] | None = None, current: int | None = None,
+                current_label: str = "this checkpoint") -> str:
     """Markdown table: LLM tokens of a `num_steps`-step video per keyframe density, against the dense baseline."""
     gop_size = int(gop_size or config.gop_size)
     if keyframe_options is None:
@@ -71,7 +72,7 @@ def token_table(config, *, num_steps: int = 64, gop_size: int | None = None,
         counts = count_video_tokens(gop_frame_types(num_steps, gop_size, k), config)
         name = "dense (every step a keyframe)" if k == gop_size else f"{k} keyframe{'s' if k > 1 else ''} per GOP"
         if k == current:
-            name += " (this checkpoint)"
+            name += f" ({current_label})"
         share = counts["total_tokens"] / dense
         rows.append(f"| {name} | {counts['num_keyframes']} | {counts['num_delta_steps']} | "
                     f"{counts['total_tokens']:,} | {share:.1%} |")

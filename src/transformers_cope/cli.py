@@ -1,0 +1,324 @@
+"""`cope-videolm`: ask a CoPE-VideoLM about a video, inspect what the codec gives it, or run the synthetic demo.
+
+    cope-videolm ask VIDEO QUESTION [--model PATH]     answer a question (default: the embedded model)
+    cope-videolm inspect VIDEO [--step N --png out.png] GOP layout, token budget vs dense, motion/residual picture
+    cope-videolm demo                                  synthetic motion video -> embedded model -> answer vs truth
+
+Bad videos end with exit code 2 and one line naming the file and the problem (the package's typed errors); so do
+bad arguments. Long videos show a progress bar while the codec primitives are extracted (`--no-progress` to hide).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+_PROGRESS_MIN_SECONDS = 20.0  # show the extraction bar for videos at least this long (when stderr is a terminal)
+
+
+class CLIError(Exception):
+    """A problem with the user's input: printed as one line, exit code 2."""
+
+
+# ------------------------------------------------------------------------------------------------ model loading
+def _embedded_model_dir() -> Path | None:
+    """The trained default model shipped in the package (transformers_cope/default_model), if this install has it."""
+    try:
+        from . import embedded
+    except ImportError:
+        embedded = None
+    if embedded is not None:
+        for name in ("default_model_path", "model_path", "DEFAULT_MODEL_DIR"):
+            value = getattr(embedded, name, None)
+            value = value() if callable(value) else value
+            if value is not None and (Path(value) / "config.json").is_file():
+                return Path(value)
+    folder = Path(__file__).resolve().parent / "default_model"
+    return folder if (folder / "config.json").is_file() else None
+
+
+def _load_pipeline(model: str | None, device: str | None, dtype: str | None):
+    """The video-question-answering pipeline for `model` (a folder or Hub id) or the embedded model."""
+    import transformers_cope  # noqa: F401  (Auto registration)
+    from transformers import pipeline
+
+    from .pipeline_cope import TASK, VideoQuestionAnsweringPipeline, register_pipeline
+
+    register_pipeline()
+    source = model
+    if source is None:
+        embedded = _embedded_model_dir()
+        if embedded is None:
+            raise CLIError("no --model given and this install has no embedded default model "
+                           "(transformers_cope/default_model); pass --model PATH_OR_HUB_ID")
+        source = str(embedded)
+    elif not Path(source).exists() and source.count("/") != 1:
+        raise CLIError(f"--model {source}: no such folder (and not a Hub id of the form user/name)")
+    kwargs = {"device": device or ("cuda" if _cuda() else "cpu")}
+    if dtype:
+        kwargs["dtype"] = dtype
+    # pipeline_class: use the installed code even when the checkpoint names a custom (remote) pipeline
+    try:
+        return pipeline(TASK, model=source, pipeline_class=VideoQuestionAnsweringPipeline, **kwargs)
+    except (OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CLIError(f"cannot load the model {source}: {reason}") from None
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _show_progress(video: str, flag: bool | None) -> bool:
+    if flag is not None:
+        return flag
+    if not sys.stderr.isatty():
+        return False
+    try:
+        from .codec import probe_video
+
+        return probe_video(video).duration >= _PROGRESS_MIN_SECONDS
+    except Exception:  # probing is only a hint here; extraction reports real problems
+        return False
+
+
+def _primitives_for(pipe, video: str, overrides: dict, progress: bool):
+    """Extract the codec primitives as the pipeline's processor would (same knobs), with a progress bar."""
+    from .codec import extract_primitives
+
+    video_processor = pipe.processor.video_processor
+    options = video_processor._options({k: v for k, v in overrides.items() if v is not None})
+    return extract_primitives(video, **video_processor._codec_kwargs(options), progress=progress)
+
+
+# ------------------------------------------------------------------------------------------------ commands
+def cmd_ask(args) -> int:
+    from .codec import probe_video
+
+    _check_video(args.video)
+    probe_video(args.video)  # a bad video fails here, before a model is loaded
+    pipe = _load_pipeline(args.model, args.device, args.dtype)
+    overrides = {"keyframes_per_gop": args.keyframes_per_gop, "fps": args.fps, "max_steps": args.max_steps}
+    primitives = _primitives_for(pipe, args.video, overrides, _show_progress(args.video, args.progress))
+    options = {"max_new_tokens": args.max_new_tokens, "reasoning": args.reasoning}
+    if args.self_consistency and args.self_consistency > 1:
+        options["self_consistency"] = args.self_consistency
+    if args.temperature is not None:
+        options.update(do_sample=True, temperature=args.temperature)
+    result = pipe(primitives, question=args.question, **options)[0]
+    if args.json:
+        print(json.dumps({"video": args.video, "question": args.question, "layout": primitives.frame_types,
+                          **result}))
+        return EXIT_OK
+    if "reasoning" in result:
+        print(f"reasoning: {result['reasoning']}")
+    print(result["answer"])
+    if "votes" in result:
+        votes = ", ".join(f"{k}: {v}" for k, v in result["votes"].items())
+        print(f"votes: {votes} (agreement {result['agreement']:.0%})")
+    return EXIT_OK
+
+
+def cmd_inspect(args) -> int:
+    from .codec import extract_primitives
+    from .configuration_cope import CoPEVideoLMConfig, count_video_tokens
+    from .model_card import token_table
+    from .visualize import delta_step_index, save_step_png, step_motion_summary
+
+    _check_video(args.video)
+    config = CoPEVideoLMConfig() if args.model is None else _config_of(args.model)
+    size_note = "paper sizes" if args.model is None else f"the sizes of {args.model}"
+    fps = args.fps if args.fps is not None else config.fps
+    gop = args.gop_size if args.gop_size is not None else config.gop_size
+    k = args.keyframes_per_gop if args.keyframes_per_gop is not None else config.keyframes_per_gop
+    if not 1 <= k <= gop:
+        raise CLIError(f"--keyframes-per-gop must be between 1 and --gop-size ({gop}), got {k}")
+    want_png = args.png is not None
+    prim = extract_primitives(args.video, fps=fps, gop_size=gop, keyframes_per_gop=k, size=args.size,
+                              max_steps=args.max_steps, return_frames=want_png,
+                              progress=_show_progress(args.video, args.progress))
+    types = prim.frame_types
+    h, w = prim.frame_size
+    print(f"{args.video}: {prim.duration:.1f} s at {prim.source_fps:g} fps, codec frames {w}x{h} "
+          f"({prim.mode} mode)")
+    print(f"steps: {len(types)} at {fps:g} per second, GOP {gop} steps, {k} keyframe{'s' if k > 1 else ''} per GOP")
+    gops = [types[i:i + gop] for i in range(0, len(types), gop)]
+    print("layout: " + " ".join(gops))
+    counts = count_video_tokens(types, config)
+    dense = count_video_tokens("I" * len(types), config)
+    saved = 1 - counts["total_tokens"] / dense["total_tokens"]
+    print(f"tokens ({size_note}: {counts['tokens_per_keyframe']} per keyframe, {counts['tokens_per_delta_step']} per "
+          f"Δ step): {counts['num_keyframes']} x {counts['tokens_per_keyframe']} + {counts['num_delta_steps']} x "
+          f"{counts['tokens_per_delta_step']} = {counts['total_tokens']:,} vs {dense['total_tokens']:,} dense "
+          f"({saved:.0%} fewer)")
+    print()
+    print(token_table(config, num_steps=len(types), gop_size=gop, current=k, current_label="this layout"))
+    summary = step_motion_summary(prim)
+    if summary:
+        print()
+        print("| Δ step | time | mean |mv| px | max |mv| px | intra | mean |residual| |")
+        print("|---:|---:|---:|---:|---:|---:|")
+        for row in summary:
+            print(f"| {row['step']} | {row['time']:.1f}s | {row['mean_motion']:.1f} | {row['max_motion']:.1f} | "
+                  f"{row['intra']:.0%} | {row['residual']:.1f} |")
+    if want_png:
+        if not summary:
+            raise CLIError("this layout has no Δ steps to draw (lower --keyframes-per-gop)")
+        step = args.step
+        if step is None:  # the Δ step with the most motion among those the codec could follow (< half intra)
+            followed = [row for row in summary if row["intra"] < 0.5] or summary
+            step = max(followed, key=lambda row: row["mean_motion"])["step"]
+        try:
+            delta_step_index(types, step)
+        except ValueError as err:
+            raise CLIError(str(err)) from None
+        path = save_step_png(prim, step, args.png)
+        print(f"\nwrote {path} (Δ step {step})")
+    return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    from .data import SyntheticMotionQA
+    from .data.synthetic_qa import format_prompt
+
+    started = time.monotonic()
+    pipe = _load_pipeline(args.model, args.device, None)
+    meta = _demo_settings(args.model)
+    generator = SyntheticMotionQA(size=tuple(meta["size"]), duration_s=meta["duration_s"], fps=meta["fps"],
+                                  tasks=tuple(args.task or meta["tasks"]), question_format=meta["question_format"])
+    with tempfile.TemporaryDirectory(prefix="cope-demo-") as folder:
+        out = Path(args.keep) if args.keep else Path(folder)
+        records = generator.generate(args.num, out, seed=args.seed, split="test", progress=False)
+        correct = 0
+        for record in records:
+            result = pipe(record["video"], question=format_prompt(record), max_new_tokens=16)[0]
+            ok = _same_answer(result["answer"], record)
+            correct += ok
+            print(f"video: {record['video'] if args.keep else Path(record['video']).name} "
+                  f"({record['duration']:g} s, {record['size'][1]}x{record['size'][0]}, {record['task']})")
+            print(f"question: {record['question']}" + (f"  options: {'; '.join(record['options'])}"
+                                                         if record.get("options") else ""))
+            print(f"model answer: {result['answer']}    ground truth: {record['answer']}    "
+                  f"{'correct' if ok else 'wrong'}")
+            print()
+    print(f"{correct}/{len(records)} correct in {time.monotonic() - started:.1f} s")
+    return EXIT_OK
+
+
+def _same_answer(answer: str, record: dict) -> bool:
+    norm = lambda s: str(s).strip().strip(".!?;:,").strip().lower()  # noqa: E731
+    return norm(answer) in {norm(record["answer"]), norm(record.get("answer_text", record["answer"]))}
+
+
+def _demo_settings(model: str | None) -> dict:
+    """Synthetic video settings the model was trained on (the embedded model's metadata when it has some)."""
+    settings = {"size": [64, 64], "duration_s": 8.0, "fps": 10.0, "tasks": ["direction", "camera_pan"],
+                "question_format": "open"}
+    folder = Path(model) if model else _embedded_model_dir()
+    meta_file = folder / "training_data.json" if folder is not None else None
+    if meta_file is not None and meta_file.is_file():
+        meta = json.loads(meta_file.read_text())
+        settings.update({k: meta[k] for k in settings if k in meta})
+    return settings
+
+
+def _config_of(model: str):
+    from transformers import AutoConfig
+
+    import transformers_cope  # noqa: F401
+
+    try:
+        return AutoConfig.from_pretrained(model)
+    except (OSError, ValueError) as err:
+        raise CLIError(f"--model {model}: cannot read its config ({err})") from None
+
+
+def _check_video(path: str) -> None:
+    if not os.path.exists(path):
+        raise CLIError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise CLIError(f"{path}: is a directory, not a video file")
+
+
+# ------------------------------------------------------------------------------------------------ entry point
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cope-videolm", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def progress_flags(p):
+        p.add_argument("--progress", dest="progress", action="store_true", default=None,
+                       help="always show the extraction progress bar")
+        p.add_argument("--no-progress", dest="progress", action="store_false", help="never show it")
+
+    ask = sub.add_parser("ask", help="answer a question about a video")
+    ask.add_argument("video")
+    ask.add_argument("question")
+    ask.add_argument("--model", help="checkpoint folder or Hub id (default: the embedded model)")
+    ask.add_argument("--max-new-tokens", type=int, default=64)
+    ask.add_argument("--reasoning", action="store_true", help="ask for <think>...</think><answer>...</answer>")
+    ask.add_argument("--self-consistency", type=int, metavar="K", help="sample K answers and take the majority")
+    ask.add_argument("--temperature", type=float, help="sample at this temperature (default: greedy)")
+    ask.add_argument("--keyframes-per-gop", type=int)
+    ask.add_argument("--fps", type=float)
+    ask.add_argument("--max-steps", type=int)
+    ask.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    ask.add_argument("--dtype", help="bfloat16, float16, float32 (default: the checkpoint's)")
+    ask.add_argument("--json", action="store_true", help="print one JSON object")
+    progress_flags(ask)
+    ask.set_defaults(func=cmd_ask)
+
+    inspect = sub.add_parser("inspect", help="GOP layout, token budget and a motion/residual picture")
+    inspect.add_argument("video")
+    inspect.add_argument("--model", help="take token sizes and GOP defaults from this checkpoint's config")
+    inspect.add_argument("--fps", type=float)
+    inspect.add_argument("--gop-size", type=int)
+    inspect.add_argument("--keyframes-per-gop", type=int)
+    inspect.add_argument("--max-steps", type=int, default=None)
+    inspect.add_argument("--size", type=int, default=224, help="short side of the codec frames (default 224)")
+    inspect.add_argument("--step", type=int, help="Δ step to draw (default: the one with the most motion)")
+    inspect.add_argument("--png", help="write the picture of that step here")
+    progress_flags(inspect)
+    inspect.set_defaults(func=cmd_inspect)
+
+    demo = sub.add_parser("demo", help="ask the embedded model about fresh synthetic motion videos")
+    demo.add_argument("--model", help="checkpoint folder or Hub id (default: the embedded model)")
+    demo.add_argument("--num", type=int, default=3, help="how many videos (default 3)")
+    demo.add_argument("--seed", type=int, default=int(time.time()) % 100000, help="default: from the clock")
+    demo.add_argument("--task", action="append", help="synthetic task(s), e.g. direction, camera_pan")
+    demo.add_argument("--keep", help="keep the videos in this folder")
+    demo.add_argument("--device")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .errors import VideoDecodeError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (CLIError, VideoDecodeError) as err:
+        print(f"cope-videolm {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except FileNotFoundError as err:
+        print(f"cope-videolm {args.command}: error: {err.filename or err}: no such file", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"cope-videolm {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,96 @@
+"""`cope-videolm`: inspect (layout, token table, motion picture), ask (with a saved tiny model), errors -> exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import transformers_cope  # noqa: F401
+from transformers_cope import CoPEVideoLMForConditionalGeneration
+from transformers_cope.cli import _embedded_model_dir, main
+from transformers_cope.data import generate_motion_qa
+from transformers_cope.tiny import build_tiny_processor, tiny_model_config
+
+
+def test_inspect_prints_layout_tokens_and_draws_the_motion(media_dir, tmp_path, capsys):
+    png = tmp_path / "out.png"
+    rc = main(["inspect", str(media_dir / "vid_h264.mp4"), "--png", str(png), "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    # 13.5 s at 1 fps: 14 steps, GOPs of 8 with one keyframe each
+    assert "layout: IPPPPPPP IPPPPP" in out
+    assert "2 x 210 + 12 x 9 = 528 vs 2,940 dense (82% fewer)" in out
+    assert "| 1 keyframe per GOP (this layout) | 2 | 12 | 528 | 18.0% |" in out
+    assert "| dense (every step a keyframe) | 14 | 0 | 2,940 | 100.0% |" in out
+    assert "| Δ step | time |" in out and f"wrote {png}" in out
+
+    image = Image.open(png)
+    assert image.format == "PNG"
+    image.load()
+    width, height = image.size
+    assert 3 * 360 <= width <= 4000 and 200 <= height <= 2000
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+    assert pixels.std() > 20  # not a blank or uniform picture
+    # the middle panel is the HSV flow field: the video's motion shows up as saturated colour
+    panel = image.convert("HSV").crop((width // 3 + 10, 40, 2 * width // 3 - 10, height - 5))
+    hsv = np.asarray(panel, dtype=np.float32)
+    coloured = (hsv[..., 1] > 128) & (hsv[..., 2] > 64)
+    assert coloured.mean() > 0.05
+    hues = hsv[..., 0][coloured]
+    assert np.histogram(hues, bins=8, range=(0, 256))[0].max() < coloured.sum()  # more than one direction
+
+
+def test_inspect_step_choice_and_layout_options(media_dir, tmp_path, capsys):
+    png = tmp_path / "step3.png"
+    assert main(["inspect", str(media_dir / "vid_mpeg4_part2.mp4"), "--keyframes-per-gop", "2", "--step", "3",
+                 "--png", str(png), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "layout: IPPPIPPP IPPPIP" in out and "(Δ step 3)" in out and png.stat().st_size > 1000
+    assert main(["inspect", str(media_dir / "vid_mpeg4_part2.mp4"), "--step", "8", "--png", str(png)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "step 8 is a keyframe" in err[0]
+
+
+def test_bad_videos_exit_2_with_one_line(tmp_path, capsys):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video at all")
+    for argv in (["inspect", str(text)], ["inspect", str(tmp_path / "missing.mp4")], ["inspect", str(tmp_path)],
+                 ["ask", str(text), "What moves?", "--model", str(tmp_path)],
+                 ["ask", str(tmp_path / "missing.mp4"), "What moves?"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"cope-videolm {argv[0]}: error: "), err
+        assert str(tmp_path) in err[0]
+
+
+def test_console_script_entry_point():
+    from importlib.metadata import entry_points
+
+    (script,) = [ep for ep in entry_points(group="console_scripts") if ep.name == "cope-videolm"]
+    assert script.value == "transformers_cope.cli:main" and script.load() is main
+
+
+def test_ask_with_a_saved_model(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = CoPEVideoLMForConditionalGeneration(tiny_model_config()).eval()
+    model.save_pretrained(tmp_path / "tiny")
+    build_tiny_processor().save_pretrained(tmp_path / "tiny")
+    record = generate_motion_qa(1, tmp_path / "qa", tasks=("direction",), duration_s=4, fps=10, progress=False)[0]
+    argv = ["ask", record["video"], record["question"], "--model", str(tmp_path / "tiny"), "--max-new-tokens", "4",
+            "--device", "cpu", "--no-progress"]
+    assert main([*argv, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["layout"] == "IPPP" and isinstance(result["answer"], str)
+    assert main([*argv, "--self-consistency", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "votes:" in out and "agreement" in out
+
+
+@pytest.mark.skipif(_embedded_model_dir() is not None, reason="this install has an embedded model")
+def test_ask_without_model_or_embedded_model_says_so(media_dir, capsys):
+    assert main(["ask", str(media_dir / "vid_h264.mp4"), "What moves?"]) == 2
+    assert "no --model given" in capsys.readouterr().err
