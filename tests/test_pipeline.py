@@ -50,7 +50,8 @@ def _direct_answer(model, processor, video, question, max_new_tokens):
     messages = [{"role": "user", "content": [{"type": "video", "path": video}, {"type": "text", "text": question}]}]
     inputs = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True,
                                            return_tensors="pt")
-    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    stop = [processor.tokenizer.eos_token_id, processor.tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop)
     return processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0].strip()
 
 
@@ -112,6 +113,19 @@ def test_reasoning_and_video_kwargs_reach_the_prompt(vqa, records):
     assert preprocess_params["video_kwargs"] == {"gop_size": 2, "keyframes_per_gop": 2}
     dense = vqa.preprocess(video, **preprocess_params)
     assert dense["video_frame_types"] == ["IIII"] and "delta_motion_vectors" in dense
+
+
+def test_generation_stops_at_im_end_unless_told_otherwise(tiny, vqa):
+    model, processor = tiny
+    im_end = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    options = vqa._generation_options({}, sample=False)
+    assert im_end in options["eos_token_id"] and processor.tokenizer.eos_token_id in options["eos_token_id"]
+    assert options["pad_token_id"] == processor.tokenizer.pad_token_id and options["max_new_tokens"] == 64
+    assert vqa._generation_options({"eos_token_id": 5}, sample=False)["eos_token_id"] == 5
+    fixed = pipeline(TASK, model=model, processor=processor, device="cpu", eos_token_id=7, max_new_tokens=3)
+    assert fixed._generation_options({}, sample=False)["eos_token_id"] == 7
+    sampled = vqa._generation_options({}, sample=True)
+    assert sampled["do_sample"] is True and sampled["temperature"] == 1.0
 
 
 def test_self_consistency_votes_over_k_samples(vqa, records):

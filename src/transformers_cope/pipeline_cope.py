@@ -20,6 +20,7 @@ from transformers.pipelines.base import no_collate_fn
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
 TASK = "video-question-answering"
+IM_END = "<|im_end|>"
 THINK_INSTRUCTION = "Think first inside <think></think>, then give the answer inside <answer></answer>."
 # Knobs of CoPEVideoProcessor a call may override (the step layout and the codec extraction).
 VIDEO_KNOBS = (
@@ -248,11 +249,30 @@ class VideoQuestionAnsweringPipeline(Pipeline):
         return PipelineIterator(model_iterator, self.postprocess, postprocess_params)
 
     # ------------------------------------------------------------------------------------------------ generation
+    def _stop_token_ids(self) -> list[int] | None:
+        """The model's EOS ids plus `<|im_end|>`: the chat template closes every turn with it, and a model fine-tuned
+        on chats ends its answer there rather than at `<|endoftext|>`."""
+        eos = self.model.generation_config.eos_token_id
+        ids = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
+        tokenizer = self.tokenizer
+        im_end = tokenizer.convert_tokens_to_ids(IM_END) if IM_END in tokenizer.get_vocab() else None
+        if im_end is not None and im_end not in ids:
+            ids.append(im_end)
+        return ids or None
+
     def _generation_options(self, generate_kwargs: dict, sample: bool) -> dict:
         generate_kwargs = dict(generate_kwargs or {})
         if sample:
             generate_kwargs.setdefault("do_sample", True)
             generate_kwargs.setdefault("temperature", 1.0)
+        given = {**getattr(self, "_generate_kwargs", {}), **generate_kwargs}  # init-time + call-time options
+        user_config = given.get("generation_config")
+        if "eos_token_id" not in given and (user_config is None or user_config.eos_token_id is None):
+            stop = self._stop_token_ids()
+            if stop is not None:
+                generate_kwargs["eos_token_id"] = stop
+        if "pad_token_id" not in given and self.tokenizer.pad_token_id is not None:
+            generate_kwargs["pad_token_id"] = self.tokenizer.pad_token_id
         if hasattr(self, "_prepare_generate_kwargs"):  # transformers >= 5.18: call, init and pipeline defaults
             return self._prepare_generate_kwargs(generate_kwargs)
         merged = {**getattr(self, "_generate_kwargs", {}), **generate_kwargs}
