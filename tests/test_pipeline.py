@@ -93,6 +93,9 @@ def test_list_input_batched_equals_sequential(vqa, records):
     batched = vqa(inputs, max_new_tokens=5, batch_size=2)  # prompts of different lengths: left padding
     assert len(batched) == len(records) and all(len(item) == 1 for item in batched)
     assert batched == sequential
+    # a generator streams: results come lazily, in order
+    streamed = vqa((item for item in inputs), max_new_tokens=5, batch_size=2)
+    assert list(streamed) == sequential
     # a shared question for a list of paths
     shared = vqa([r["video"] for r in records[:2]], question="Does the camera pan left or right?", max_new_tokens=3,
                  batch_size=2)

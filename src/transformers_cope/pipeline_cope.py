@@ -240,7 +240,11 @@ class VideoQuestionAnsweringPipeline(Pipeline):
 
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
         """As `Pipeline.get_iterator`, with a collate function that understands CoPE video inputs."""
-        dataset = PipelineDataset(inputs, self.preprocess, preprocess_params)
+        if hasattr(inputs, "__len__") and hasattr(inputs, "__getitem__"):
+            dataset = PipelineDataset(inputs, self.preprocess, preprocess_params)
+        else:  # a generator: streamed, one worker (as Pipeline.get_iterator does)
+            dataset = PipelineIterator(inputs, self.preprocess, preprocess_params)
+            num_workers = min(num_workers, 1)
         collate_fn = no_collate_fn if batch_size == 1 else self._collate
         loader = torch.utils.data.DataLoader(
             dataset, num_workers=num_workers, batch_size=batch_size, collate_fn=collate_fn
