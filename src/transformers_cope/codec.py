@@ -137,6 +137,8 @@ class VideoInfo:
     (None when the packets carry no timestamps). duration: last_time - first_time + one frame. keyframe_times:
     presentation times of key packets. reordered: True when packets come out of presentation order (B-frames),
     None when unknown. ref_frames: H.264 max_num_ref_frames from the SPS (None if not H.264 or not found).
+    truncated: why the file looks cut or damaged (reading failed, or the index promises more frames than the
+    file holds), else None.
     """
 
     codec: str
@@ -151,6 +153,7 @@ class VideoInfo:
     reordered: bool | None
     ref_frames: int | None
     pix_fmt: str | None
+    truncated: str | None = None
 
 
 # ------------------------------------------------------------------------------------------------ opening, probing
@@ -351,8 +354,13 @@ def _scan(src, container, stream, max_frames: int | None) -> VideoInfo:
             if max_seen is not None and pts < max_seen:
                 reordered = True
             max_seen = pts if max_seen is None else max(max_seen, pts)
-    except av.error.FFmpegError:
-        pass  # truncated or damaged: the decode pass warns about it
+    except av.error.FFmpegError as e:
+        truncated = f"reading stopped after {n} packets ({e})"
+    else:
+        promised = int(stream.frames or 0)
+        truncated = None
+        if promised > n:
+            truncated = f"the index lists {promised} frames but only {n} packets could be read"
     cc = stream.codec_context
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     fps = float(rate) if rate else 0.0
@@ -376,7 +384,7 @@ def _scan(src, container, stream, max_frames: int | None) -> VideoInfo:
         fps=fps, num_packets=n, first_time=first, last_time=last, duration=float(duration),
         keyframe_times=np.sort(np.asarray(key_pts, np.float64)) * float(tb),
         reordered=None if (unknown and not pts_list) else reordered, ref_frames=ref_frames,
-        pix_fmt=cc.pix_fmt)
+        pix_fmt=cc.pix_fmt, truncated=truncated)
 
 
 def probe_video(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
@@ -392,8 +400,17 @@ def probe_video(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
 # -------------------------------------------------------------------------------------------------------- decoding
 
 
+def _warn_truncated(src, info: VideoInfo) -> bool:
+    """Warn once, before decoding, when the packet scan found the file cut or damaged; True if it warned."""
+    if info.truncated is None:
+        return False
+    warnings.warn(f"{_describe(src)}: truncated or damaged video: {info.truncated}; using the frames that decode",
+                  TruncatedVideoWarning, stacklevel=3)
+    return True
+
+
 def _decoded_frames(src, container, stream, *, max_frames: int | None, max_pixels: int | None,
-                    progress=None) -> Iterator[av.VideoFrame]:
+                    progress=None, warned: bool = False) -> Iterator[av.VideoFrame]:
     """Decode packet by packet so that damage costs only the damaged part.
 
     A TruncatedVideoWarning is issued when demuxing fails midway, when a packet fails to decode (it is skipped),
@@ -448,7 +465,7 @@ def _decoded_frames(src, container, stream, *, max_frames: int | None, max_pixel
         problems.append(f"only {n} of {packets} packets decoded to frames")
     if promised > packets and stopped is None:
         problems.append(f"the index lists {promised} frames but only {packets} packets could be read")
-    if problems:
+    if problems and not warned:
         warnings.warn(f"{_describe(src)}: truncated or damaged video: {'; '.join(problems)}; using the {n} frames "
                       f"that decoded", TruncatedVideoWarning, stacklevel=3)
 
@@ -496,11 +513,13 @@ def read_motion_vectors(path, *, thread_type: str | None = None, max_pixels: int
     info = probe_video(path, max_pixels=max_pixels, max_frames=max_frames)
     if thread_type is None:
         thread_type = "AUTO" if info.reordered is False else "SLICE"
+    warned = _warn_truncated(path, info)
     container, stream = _open(path)
     try:
         stream.thread_type = thread_type
         stream.codec_context.options = {"flags2": "+export_mvs"}
-        frames = _decoded_frames(path, container, stream, max_frames=max_frames, max_pixels=max_pixels)
+        frames = _decoded_frames(path, container, stream, max_frames=max_frames, max_pixels=max_pixels,
+                                 warned=warned)
         for i, t, f in _timed(frames, info.fps):
             table = _mv_table(f)
             if table is None or len(table) == 0:
@@ -577,7 +596,7 @@ def _sampled(timed: Iterator[tuple[int, float, av.VideoFrame]], sampler: _Sample
 
 
 def _round16(x: float) -> int:
-    return max(16, int(round(x / 16.0)) * 16)
+    return max(16, int(math.floor(x / 16.0 + 0.5)) * 16)
 
 
 def _resolve_size(size, height: int, width: int, even: bool) -> tuple[int, int]:
@@ -697,10 +716,8 @@ def _fill_intra(field: np.ndarray, mask: np.ndarray, iterations: int = 3) -> np.
     """Give intra cells the mean vector of their valid 3x3 neighbours (grown `iterations` times), and the
     frame's median vector beyond that: a best guess that keeps chains through intra blocks plausible (content
     entering at a panning border continues the pan). The cells stay flagged as intra."""
-    if mask.all():
+    if mask.all() or not mask.any():
         return field
-    if not mask.any():
-        return field  # all intra: nothing to borrow from (zeros)
     w = mask.astype(np.float32)[None]
     f = field * w
     for _ in range(iterations):
@@ -730,6 +747,7 @@ class _Fuser:
         """Grid of `cell`-px cells over a codec frame of height x width pixels."""
         self.cell = cell
         self.hw = (height, width)
+        self.last_field = None
         gh, gw = -(-height // cell), -(-width // cell)
         self.gh, self.gw = gh, gw
         self.cy, self.cx = np.meshgrid(np.arange(gh, dtype=np.float32), np.arange(gw, dtype=np.float32),
@@ -752,7 +770,11 @@ class _Fuser:
         self.add(*_paint(table, self.gh, self.gw, self.cell))
 
     def add(self, field: np.ndarray, mask: np.ndarray) -> None:
-        d = _fill_intra(field, mask)
+        if mask.any():
+            d = _fill_intra(field, mask)
+            self.last_field = d
+        else:  # an all-intra P-frame: assume the motion of the last frame that had vectors (still flagged intra)
+            d = self.last_field if self.last_field is not None else field
         mf = mask.astype(np.float32)
         if self.frames == 0:
             self.acc, self.valid = d, mf
@@ -803,8 +825,9 @@ def _grid_to_output(acc: np.ndarray, valid: np.ndarray, cell: int, codec_hw: tup
 
 class _Residual:
     """frame_t - warp(frame_ref, fused field) at (Hr, Wr): the reference is sampled where each pixel's content
-    came from (border clamp). The dense field is the 8-px-grid field sampled bilinearly at the residual pixels.
-    Intra cells keep their best-guess (filled) motion; the mask tells the model which cells those are."""
+    came from (border clamp), with the vector of the fused-grid cell the pixel lies in. Frames are area-downscaled
+    first: warping at full size and pooling afterwards measured the same residual energy on real footage for 4x
+    the cost. Intra cells keep their best-guess (filled) motion; the mask tells the model which cells those are."""
 
     def __init__(self, out_hw: tuple[int, int], res_hw: tuple[int, int], mode: str):
         self.h, self.w = out_hw
@@ -823,8 +846,11 @@ class _Residual:
     def __call__(self, cur: np.ndarray, ref: np.ndarray, acc: np.ndarray, cell: int,
                  codec_hw: tuple[int, int]) -> np.ndarray:
         hc, wc = codec_hw
-        # residual pixel centres in codec px -> grid index units
-        dense = _bilinear(acc, self.px * (wc / self.wr) / cell - 0.5, self.py * (hc / self.hr) / cell - 0.5)
+        # each residual pixel takes the vector of the grid cell it lies in (block-constant like the codec's own
+        # prediction; interpolating between cells smears an object's motion over its background)
+        gx = np.minimum((self.px * (wc / self.wr) / cell).astype(np.int32), acc.shape[2] - 1)
+        gy = np.minimum((self.py * (hc / self.hr) / cell).astype(np.int32), acc.shape[1] - 1)
+        dense = acc[:, gy, gx]
         sx = self.px - 0.5 + dense[0] * (self.wr / wc)  # source position in residual index units
         sy = self.py - 0.5 + dense[1] * (self.hr / hc)
         if self.mode == "bilinear":
@@ -847,7 +873,8 @@ def _configure_encoder(cc, codec: str, width: int, height: int, rate: Fraction, 
                        crf: float, qscale: int, threads: int) -> None:
     """I/P only, one reference frame, no scene-cut keyframes, keyframes every `gop` frames (None: only the first).
 
-    threads is fixed (not "auto") so that the bitstream, hence the vectors, are identical on every machine."""
+    threads is fixed (not "auto"): x264's output depends on its thread count, so a fixed count keeps the
+    bitstream, hence the vectors, identical on every machine."""
     cc.width, cc.height, cc.pix_fmt = width, height, "yuv420p"
     cc.time_base = 1 / rate
     cc.framerate = rate
@@ -857,7 +884,10 @@ def _configure_encoder(cc, codec: str, width: int, height: int, rate: Fraction, 
             raise ValueError("preset='ultrafast' makes libx264 search integer-pel vectors only; use 'superfast' or "
                              "slower")
         keyint = "infinite" if gop is None else str(gop)
-        params = f"keyint={keyint}:scenecut=0:bframes=0:ref=1"
+        # mbtree=0: with macroblock-tree rate control, x264 (PyAV 18's build) produced different bitstreams for
+        # identical input in about 1 run in 6 (measured, single-threaded); without it the output is repeatable.
+        # mbtree only moves bits between macroblocks, which the vectors do not need.
+        params = f"keyint={keyint}:scenecut=0:bframes=0:ref=1:mbtree=0"
         if gop is not None:
             params += f":min-keyint={gop}"
         cc.options = {"preset": preset, "crf": str(crf), "x264-params": params}
@@ -907,6 +937,7 @@ def transcode(path, output=None, *, codec: str = "libx264", fps: float = 30.0, g
     last = info.last_time if info.last_time is not None else first + (info.num_packets - 1) / info.fps
     times = _step_times(first, last, fps, None)
     rate = Fraction(fps).limit_denominator(1001)
+    warned = _warn_truncated(path, info)
     container, stream = _open(path)
     target = io.BytesIO() if output is None else os.fspath(output)
     bar = _progress(progress, info.num_packets, f"transcode {_describe(path)}")
@@ -918,7 +949,7 @@ def transcode(path, output=None, *, codec: str = "libx264", fps: float = 30.0, g
             ostream = out.add_stream(codec, rate=rate)
             hw = None
             frames = _decoded_frames(path, container, stream, max_frames=max_frames, max_pixels=max_pixels,
-                                     progress=bar)
+                                     progress=bar, warned=warned)
             for _, _, f, targets in _sampled(_timed(frames, info.fps), _Sampler(times), info.fps):
                 if not len(targets):
                     continue
@@ -1041,7 +1072,7 @@ def _native_blockers(info: VideoInfo, times: np.ndarray, types: str) -> tuple[li
     return hard, soft
 
 
-def _extract_native(src, info, times, types, out_spec, make_steps, *, max_frames, max_pixels, progress):
+def _extract_native(src, info, times, types, out_spec, make_steps, *, max_frames, max_pixels, progress, warned):
     container, stream = _open(src)
     bar = _progress(progress, info.num_packets, f"codec primitives {_describe(src)}")
     try:
@@ -1051,7 +1082,7 @@ def _extract_native(src, info, times, types, out_spec, make_steps, *, max_frames
         fuser = None
         grid_key = None
         frames = _decoded_frames(src, container, stream, max_frames=max_frames, max_pixels=max_pixels,
-                                 progress=bar)
+                                 progress=bar, warned=warned)
         for idx, t, f, targets in _sampled(_timed(frames, info.fps), _Sampler(times), info.fps):
             ftype = _frame_type(f)
             if ftype == "B":
@@ -1163,7 +1194,7 @@ class _Transcoder:
 
 
 def _extract_transcode(src, info, times, types, out_spec, make_steps, *, codec, codec_fps, enc_kwargs,
-                       max_frames, max_pixels, progress):
+                       max_frames, max_pixels, progress, warned):
     # targets: for each P step, the interior codec frames of its window at ~codec_fps, then the step itself
     tt, kind = [], []
     for k in range(len(times)):
@@ -1181,7 +1212,7 @@ def _extract_transcode(src, info, times, types, out_spec, make_steps, *, codec, 
     try:
         stream.thread_type = "AUTO"  # pixels only: frame threading is deterministic for them
         frames = _decoded_frames(src, container, stream, max_frames=max_frames, max_pixels=max_pixels,
-                                 progress=bar)
+                                 progress=bar, warned=warned)
         for idx, t, f, targets in _sampled(_timed(frames, info.fps), _Sampler(np.asarray(tt)), info.fps):
             if not len(targets):
                 continue
@@ -1286,13 +1317,17 @@ def extract_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_p
     if mode == "native" and hard:
         warnings.warn(f"{_describe(path)}: native mode impossible ({'; '.join(hard)}); transcoding instead",
                       UserWarning, stacklevel=2)
+    elif mode == "native" and soft:
+        warnings.warn(f"{_describe(path)}: native mode will be inexact: {'; '.join(soft)}", UserWarning,
+                      stacklevel=2)
 
     def make_steps(hw):
         hr = max(1, int(round(hw[0] * residual_scale)))
         wr = max(1, int(round(hw[1] * residual_scale)))
         return _Steps(types, hw, (hr, wr), mv_block, residual_interpolation, return_frames)
 
-    common = dict(max_frames=max_frames, max_pixels=max_pixels, progress=progress)
+    common = dict(max_frames=max_frames, max_pixels=max_pixels, progress=progress,
+                  warned=_warn_truncated(path, info))
     if use_native:
         try:
             return _extract_native(path, info, times, types, size, make_steps, **common)
