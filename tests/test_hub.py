@@ -81,14 +81,17 @@ def test_server_create_commit_download(tmp_path):
 
 
 def test_server_is_bounded_and_stops_by_itself():
-    hub = LocalHubServer(idle_timeout=0.5, lifetime=10, max_body_bytes=1024).start()
-    try:
+    with LocalHubServer(idle_timeout=60, lifetime=120, max_body_bytes=1024) as hub:
         assert _request(f"{hub.endpoint}/api/repos/create", data=b"x" * 4096).status == 413
+        assert _request(f"{hub.endpoint}/api/whoami-v2").status == 200  # still serving after a rejected body
+
+    hub = LocalHubServer(idle_timeout=0.5, lifetime=10).start()
+    try:
         deadline = time.monotonic() + 10
         while hub.running and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not hub.running
-        with pytest.raises(urllib.error.URLError):
+        assert not hub.running  # stopped by itself after 0.5 s without requests
+        with pytest.raises(OSError):  # connection refused: the socket is closed
             urllib.request.urlopen(f"{hub.endpoint}/api/whoami-v2", timeout=2)
     finally:
         hub.stop()
@@ -123,7 +126,7 @@ def test_save_cope_pretrained_writes_a_self_contained_folder(tiny, tmp_path):
     names = {p.name for p in tmp_path.iterdir()}
     assert {"config.json", "model.safetensors", "processor_config.json", "tokenizer.json", "README.md",
             "configuration_cope.py", "modeling_cope.py", "processing_cope.py", "video_processing_cope.py",
-            "codec.py", "errors.py", "pipeline_cope.py"} <= names
+            "codec.py", "errors.py", "pipeline_cope.py", "test_time_scaling.py"} <= names
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["custom_pipelines"][TASK] == {"impl": "pipeline_cope.VideoQuestionAnsweringPipeline",
                                                 "pt": ["AutoModelForImageTextToText"], "type": "multimodal"}

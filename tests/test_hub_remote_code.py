@@ -47,6 +47,7 @@ def test_saved_model_and_processor_generate_without_the_package(tmp_path, media_
             "frame_types": inputs["video_frame_types"], "tokens": out.tolist(),
             "task": pipe.task, "pipeline": type(pipe).__module__,
             "answer": pipe({video!r}, question={question!r}, max_new_tokens=6),
+            "voted": pipe({video!r}, question={question!r}, max_new_tokens=3, self_consistency=2),
         }}))
         """,
         cwd=tmp_path,
@@ -57,3 +58,4 @@ def test_saved_model_and_processor_generate_without_the_package(tmp_path, media_
     assert result["tokens"] == expected.tolist()
     assert result["task"] == TASK
     assert result["answer"] == [{"answer": expected_text}]
+    assert sum(result["voted"][0]["votes"].values()) <= 2 and "agreement" in result["voted"][0]

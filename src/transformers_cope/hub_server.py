@@ -105,6 +105,8 @@ class LocalHubServer:
         self._last_request = time.monotonic()
         self._started = None
         self._stopped = threading.Event()
+        self._closed = threading.Event()
+        self._stop_lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", int(port)), self._handler_class())
         self._httpd.daemon_threads = True
         self._threads: list[threading.Thread] = []
@@ -128,20 +130,23 @@ class LocalHubServer:
         return self
 
     def stop(self) -> None:
-        if self._stopped.is_set():
-            return
-        self._stopped.set()
-        if self._started is not None:
-            self._httpd.shutdown()
-        self._httpd.server_close()
+        with self._stop_lock:
+            if self._stopped.is_set():
+                return
+            self._stopped.set()
+            if self._started is not None:
+                self._httpd.shutdown()
+            self._httpd.server_close()
+            self._closed.set()
 
     @property
     def running(self) -> bool:
-        return self._started is not None and not self._stopped.is_set()
+        """True from start() until the listening socket is closed."""
+        return self._started is not None and not self._closed.is_set()
 
     def wait(self) -> None:
-        """Block until the server stops (idle timeout, lifetime, or stop())."""
-        self._stopped.wait()
+        """Block until the server has stopped (idle timeout, lifetime, or stop())."""
+        self._closed.wait()
 
     def _watchdog(self) -> None:
         while not self._stopped.wait(0.5):

@@ -3,7 +3,8 @@
 Why a pipeline of our own: Transformers ships no video QA task, and CoPE-VideoLM's inputs (keyframes, Δ steps and a
 per-video step layout) need their own batching: keyframes and Δ steps of all videos are concatenated, the prompts are
 left-padded. The answer is parsed from `<think>...</think><answer>...</answer>` when the model writes them.
-Self-consistency (sample K chains, majority vote on the answer) runs inside one batched `generate` call.
+Test-time scaling comes from `test_time_scaling.py` (self-consistency: K sampled chains, majority vote; best-of-N: a
+verifier picks one chain), each run as one batched `generate` call per video.
 
 Ships to the Hub as remote code next to the model (`config.custom_pipelines`), so it imports its siblings only as
 `from .x import Y` and needs nothing but transformers and torch; `pipeline(model=repo, trust_remote_code=True)` then
@@ -11,13 +12,16 @@ works without this package.
 """
 
 import re
-from collections import Counter
 
 import torch
 from transformers import AutoModelForImageTextToText, GenerationConfig, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.base import no_collate_fn
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
+
+from .test_time_scaling import best_of_n as run_best_of_n
+from .test_time_scaling import normalize_answer
+from .test_time_scaling import self_consistency as run_self_consistency
 
 TASK = "video-question-answering"
 IM_END = "<|im_end|>"
@@ -51,27 +55,6 @@ def parse_answer(text: str) -> dict:
     return {"answer": result["answer"], **({"reasoning": result["reasoning"]} if "reasoning" in result else {})}
 
 
-def normalize_answer(answer: str) -> str:
-    """Voting key: case, surrounding whitespace and trailing punctuation do not split votes ("Left." == "left")."""
-    return re.sub(r"\s+", " ", answer.strip().strip(".!?;:,").strip()).lower()
-
-
-def majority_vote(parsed: list[dict]) -> dict:
-    """Self-consistency: the most frequent normalised answer (ties -> the one sampled first); the reasoning of its
-    first chain; `votes` maps every answer to its count and `agreement` is the winner's share."""
-    keys = [normalize_answer(p["answer"]) for p in parsed]
-    counts = Counter(keys)
-    best = max(counts.values())
-    winner = next(k for k in keys if counts[k] == best)  # first sampled among the tied
-    chosen = parsed[keys.index(winner)]
-    out = {"answer": chosen["answer"]}
-    if "reasoning" in chosen:
-        out["reasoning"] = chosen["reasoning"]
-    out["votes"] = dict(counts.most_common())
-    out["agreement"] = best / len(keys)
-    return out
-
-
 class VideoQuestionAnsweringPipeline(Pipeline):
     r"""Answer questions about videos with a CoPE-VideoLM.
 
@@ -91,13 +74,17 @@ class VideoQuestionAnsweringPipeline(Pipeline):
     results). Call options:
         question: the question (required unless every input dict carries one).
         reasoning: append the `<think>/<answer>` instruction to the question (models trained with traces use it).
-        self_consistency: K > 1 samples K answers per video (do_sample on, temperature 1.0 unless set) and returns
-            the majority answer with `votes` and `agreement`.
+        self_consistency: K > 1 samples K chains per video (temperature 0.7 unless set) and returns the majority
+            answer with `votes` and `agreement` (`test_time_scaling.self_consistency`).
+        best_of_n: N > 1 samples N chains and keeps the one `reward_fn` scores highest (TRL reward signature
+            `f(prompts, completions, **reward_kwargs)`; default: the model's own confidence), with its `score`.
+        options: multiple-choice options ("A. left", ...) so that "B" and "B. right" count as one answer in votes.
         num_return_sequences: return that many sampled answers per video instead (no vote).
         max_new_tokens, do_sample, temperature, top_p, top_k, generate_kwargs: generation options.
         fps, gop_size, keyframes_per_gop, max_steps, codec_size, codec_mode, use_token_compression, video_kwargs:
             the processor's step layout and codec options for this call.
-        batch_size (pipeline option): videos per `generate` call.
+        batch_size (pipeline option): videos per `generate` call (test-time scaling batches the chains of one
+            video instead).
     Output per video: a list of dicts `{"answer": str, "reasoning": str (when the model wrote <think>), ...}`.
     """
 
@@ -122,6 +109,10 @@ class VideoQuestionAnsweringPipeline(Pipeline):
         question=None,
         reasoning=None,
         self_consistency=None,
+        best_of_n=None,
+        reward_fn=None,
+        reward_kwargs=None,
+        options=None,
         num_return_sequences=None,
         video_kwargs=None,
         generate_kwargs=None,
@@ -161,20 +152,25 @@ class VideoQuestionAnsweringPipeline(Pipeline):
         postprocess = {}
         if generate:
             forward["generate_kwargs"] = generate
-        if self_consistency is not None:
-            samples = int(self_consistency)
-            if samples < 1:
-                raise ValueError(f"self_consistency must be >= 1, got {self_consistency}")
-            forward["num_samples"] = samples
-            forward["sample"] = samples > 1
-            postprocess["vote"] = samples > 1
-        elif num_return_sequences is not None:
-            samples = int(num_return_sequences)
-            if samples < 1:
-                raise ValueError(f"num_return_sequences must be >= 1, got {num_return_sequences}")
-            forward["num_samples"] = samples
-            forward["sample"] = samples > 1
-            postprocess["vote"] = False
+        if self_consistency is not None and best_of_n is not None:
+            raise ValueError("Pass either self_consistency or best_of_n, not both.")
+        if reward_fn is not None and best_of_n is None:
+            raise ValueError("reward_fn is the best_of_n verifier; pass best_of_n=N as well.")
+        scaling = None
+        if self_consistency is not None and int(self_consistency) > 1:
+            scaling = {"method": "self_consistency", "k": int(self_consistency), "options": options}
+        elif best_of_n is not None and int(best_of_n) > 1:
+            scaling = {"method": "best_of_n", "n": int(best_of_n), "reward_fn": reward_fn,
+                       "reward_kwargs": dict(reward_kwargs or {})}
+        for name, value in (("self_consistency", self_consistency), ("best_of_n", best_of_n),
+                            ("num_return_sequences", num_return_sequences)):
+            if value is not None and int(value) < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if scaling is not None:
+            forward["scaling"] = scaling
+        elif num_return_sequences is not None and int(num_return_sequences) > 1:
+            forward["num_samples"] = int(num_return_sequences)
+            forward["sample"] = True
         return preprocess, forward, postprocess
 
     def __call__(self, videos, question=None, **kwargs):
@@ -240,6 +236,8 @@ class VideoQuestionAnsweringPipeline(Pipeline):
 
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
         """As `Pipeline.get_iterator`, with a collate function that understands CoPE video inputs."""
+        if forward_params.get("scaling") is not None:
+            batch_size = 1  # the K (or N) chains of one video already form the generate batch
         if hasattr(inputs, "__len__") and hasattr(inputs, "__getitem__"):
             dataset = PipelineDataset(inputs, self.preprocess, preprocess_params)
         else:  # a generator: streamed, one worker (as Pipeline.get_iterator does)
@@ -264,11 +262,11 @@ class VideoQuestionAnsweringPipeline(Pipeline):
             ids.append(im_end)
         return ids or None
 
-    def _generation_options(self, generate_kwargs: dict, sample: bool) -> dict:
+    def _generation_options(self, generate_kwargs: dict, sample: bool, temperature: float = 1.0) -> dict:
         generate_kwargs = dict(generate_kwargs or {})
         if sample:
             generate_kwargs.setdefault("do_sample", True)
-            generate_kwargs.setdefault("temperature", 1.0)
+            generate_kwargs.setdefault("temperature", temperature)
         given = {**getattr(self, "_generate_kwargs", {}), **generate_kwargs}  # init-time + call-time options
         user_config = given.get("generation_config")
         if "eos_token_id" not in given and (user_config is None or user_config.eos_token_id is None):
@@ -283,7 +281,9 @@ class VideoQuestionAnsweringPipeline(Pipeline):
         merged.setdefault("max_new_tokens", self._default_generation_config.max_new_tokens)
         return merged
 
-    def _forward(self, model_inputs, generate_kwargs=None, num_samples=1, sample=False):
+    def _forward(self, model_inputs, generate_kwargs=None, num_samples=1, sample=False, scaling=None):
+        if scaling is not None:
+            return self._scaled_forward(model_inputs, generate_kwargs, scaling)
         inputs = dict(model_inputs)
         batch = inputs["input_ids"].shape[0]
         if num_samples > 1:  # rows k * batch + b hold sample k of video b
@@ -293,10 +293,7 @@ class VideoQuestionAnsweringPipeline(Pipeline):
             for key in _VIDEO_LISTS:
                 if key in inputs:
                     inputs[key] = list(inputs[key]) * num_samples
-        dtype = self.model.dtype
-        for key in ("pixel_values_videos", "delta_motion_vectors", "delta_residuals"):
-            if key in inputs and inputs[key].is_floating_point():
-                inputs[key] = inputs[key].to(dtype)
+        inputs = self._cast_video_inputs(inputs)
         kwargs = self._generation_options(generate_kwargs, sample)
         kwargs.pop("num_return_sequences", None)
         output = self.model.generate(**inputs, **kwargs, return_dict_in_generate=False)
@@ -305,16 +302,53 @@ class VideoQuestionAnsweringPipeline(Pipeline):
         generated = generated.reshape(num_samples, batch, -1).transpose(0, 1)  # (batch, samples, new tokens)
         return {"generated_ids": generated}
 
+    def _cast_video_inputs(self, inputs: dict) -> dict:
+        """Float video tensors in the model's dtype (a bfloat16 model gets bfloat16 keyframes and Δ inputs)."""
+        dtype = self.model.dtype
+        for key in ("pixel_values_videos", "delta_motion_vectors", "delta_residuals"):
+            if key in inputs and inputs[key].is_floating_point():
+                inputs[key] = inputs[key].to(dtype)
+        return inputs
+
+    def _scaled_forward(self, model_inputs, generate_kwargs, scaling: dict) -> dict:
+        """Self-consistency or best-of-N for one video through `test_time_scaling` (its chains form one batch)."""
+        inputs = self._cast_video_inputs(dict(model_inputs))
+        kwargs = self._generation_options(generate_kwargs, sample=True, temperature=0.7)
+        kwargs.pop("num_return_sequences", None)
+        kwargs.pop("do_sample", None)
+        max_new_tokens = kwargs.pop("max_new_tokens", None) or getattr(kwargs.get("generation_config"),
+                                                                          "max_new_tokens", None) or 64
+        common = {"temperature": kwargs.pop("temperature"), "max_new_tokens": max_new_tokens, "answer_fallback": True}
+        if scaling["method"] == "self_consistency":
+            result = run_self_consistency(self.model, self.processor, inputs, k=scaling["k"],
+                                          options=scaling["options"], **common, **kwargs)
+            winner = normalize_answer(result["answer"], scaling["options"])
+            chosen = next((chain for chain, answer in zip(result["chains"], result["answers"])
+                           if answer is not None and normalize_answer(answer, scaling["options"]) == winner), None)
+            extra = {"votes": result["votes"], "agreement": result["agreement"]}
+        else:
+            result = run_best_of_n(self.model, self.processor, inputs, n=scaling["n"], reward_fn=scaling["reward_fn"],
+                                   reward_kwargs=scaling["reward_kwargs"], **common, **kwargs)
+            chosen = result["best"]
+            extra = {"score": result["scores"][result["index"]]}
+        return {"scaled": [{"answer": result["answer"], "chain": chosen, **extra}]}
+
     # ---------------------------------------------------------------------------------------------- postprocess
-    def postprocess(self, model_outputs, vote=False):
+    def postprocess(self, model_outputs):
+        if "scaled" in model_outputs:
+            scaled = dict(model_outputs["scaled"][0])
+            chain = scaled.pop("chain")
+            parsed = parse_answer(chain) if chain is not None else {}
+            answer = scaled.pop("answer")
+            out = {"answer": answer if answer is not None else ""}
+            if "reasoning" in parsed:
+                out["reasoning"] = parsed["reasoning"]
+            return [{**out, **scaled}]
         generated = model_outputs["generated_ids"]
         if generated.ndim == 3:  # one video (the pipeline keeps a batch axis of 1)
             generated = generated[0]
         texts = self.processor.post_process_image_text_to_text(generated, skip_special_tokens=True)
-        parsed = [parse_answer(text) for text in texts]
-        if vote:
-            return [majority_vote(parsed)]
-        return parsed
+        return [parse_answer(text) for text in texts]
 
 
 def register_pipeline() -> None:
@@ -334,8 +368,6 @@ __all__ = [
     "TASK",
     "THINK_INSTRUCTION",
     "VideoQuestionAnsweringPipeline",
-    "majority_vote",
-    "normalize_answer",
     "parse_answer",
     "register_pipeline",
 ]
