@@ -136,15 +136,15 @@ class CoPEDeltaAligner(nn.Module):
         base = getattr(model, "model", model)
         if not isinstance(base, CoPEVideoLMModel):
             raise TypeError(f"CoPEDeltaAligner needs a CoPE-VideoLM model, got {type(model).__name__}")
-        self.config = config or DeltaAlignmentConfig()
+        self.alignment_config = config or DeltaAlignmentConfig()
         self.cope_config = base.config
         object.__setattr__(self, "_vision_tower", base.vision_tower)  # frozen: not a submodule
         self.delta_encoder = base.delta_encoder
         width = base.config.vision_config.hidden_size
         if self.delta_encoder.config.output_size != width:
             raise ValueError("the Δ-encoder's output size must equal the vision width")
-        self.reference_transformer = _AuxTransformer(width, self.config)
-        self.warped_transformer = _AuxTransformer(width, self.config)
+        self.reference_transformer = _AuxTransformer(width, self.alignment_config)
+        self.warped_transformer = _AuxTransformer(width, self.alignment_config)
         self.num_motion_queries = base.config.delta_config.num_motion_queries
 
     # the frozen tower follows .to() / .half() / .cuda() of the aligner
@@ -208,7 +208,7 @@ class CoPEDeltaAligner(nn.Module):
         patch_mse = (prediction - target_tokens).pow(2).mean(dim=(1, 2))
         reference_mse = (reference_prediction - target_tokens).pow(2).mean(dim=(1, 2))
         copy_mse = (reference_tokens - target_tokens).pow(2).mean(dim=(1, 2)).detach()
-        loss = patch_mse.mean() + self.config.reference_loss_weight * reference_mse.mean()
+        loss = patch_mse.mean() + self.alignment_config.reference_loss_weight * reference_mse.mean()
         return AlignmentOutput(
             loss=loss if return_loss else None,
             prediction=prediction,
