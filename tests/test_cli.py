@@ -94,3 +94,14 @@ def test_ask_with_a_saved_model(tmp_path, capsys):
 def test_ask_without_model_or_embedded_model_says_so(media_dir, capsys):
     assert main(["ask", str(media_dir / "vid_h264.mp4"), "What moves?"]) == 2
     assert "no --model given" in capsys.readouterr().err
+
+
+def test_demo_prints_answers_against_ground_truth(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = CoPEVideoLMForConditionalGeneration(tiny_model_config()).eval()
+    model.save_pretrained(tmp_path / "tiny")
+    build_tiny_processor().save_pretrained(tmp_path / "tiny")
+    assert main(["demo", "--model", str(tmp_path / "tiny"), "--num", "2", "--seed", "5", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("ground truth:") == 2 and out.count("question:") == 2
+    assert "/2 correct in" in out
