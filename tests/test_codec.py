@@ -182,7 +182,7 @@ def test_progress_bar(pan_video, capsys):
 
 def test_invalid_arguments(pan_video):
     for kwargs in ({"fps": 0}, {"mode": "fast"}, {"residual_scale": 0}, {"keyframes_per_gop": 0},
-                   {"codec": "vp9"}, {"preset": "ultrafast"}, {"mv_block": 128, "size": (64, 64)}):
+                   {"codec": "vp9"}, {"codec": "libx264", "preset": "ultrafast"}, {"mv_block": 128, "size": (64, 64)}):
         with pytest.raises(ValueError):
             extract_primitives(pan_video, **kwargs)
 

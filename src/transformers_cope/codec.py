@@ -14,7 +14,7 @@ This module turns any video into the paper's layout:
   and the residual `frame_t - warp(frame_ref, fused field)` at reduced resolution.
 
 One machinery serves both modes: a stream of decoded I/P frames with motion vectors plus a step schedule.
-"transcode" makes that stream by re-encoding the sampled source in memory (libx264 or mpeg4, one reference frame,
+"transcode" makes that stream by re-encoding the sampled source in memory (mpeg4 or libx264, one reference frame,
 no B-frames, a codec I-frame exactly at every "I" step); "native" uses the file's own P-frames when it already is
 such a stream. Frames are streamed: memory holds the current frame, the reference step and the outputs only.
 
@@ -32,6 +32,7 @@ import io
 import math
 import os
 import warnings
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -138,7 +139,8 @@ class VideoInfo:
     presentation times of key packets. reordered: True when packets come out of presentation order (B-frames),
     None when unknown. ref_frames: H.264 max_num_ref_frames from the SPS (None if not H.264 or not found).
     truncated: why the file looks cut or damaged (reading failed, or the index promises more frames than the
-    file holds), else None.
+    file holds), else None. frame_pts: the packets' presentation timestamps sorted (display order, stream
+    time base), which turn a decoded frame's pts into its index even when frames are skipped.
     """
 
     codec: str
@@ -154,6 +156,7 @@ class VideoInfo:
     ref_frames: int | None
     pix_fmt: str | None
     truncated: str | None = None
+    frame_pts: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
 
 
 # ------------------------------------------------------------------------------------------------ opening, probing
@@ -364,8 +367,9 @@ def _scan(src, container, stream, max_frames: int | None) -> VideoInfo:
     cc = stream.codec_context
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     fps = float(rate) if rate else 0.0
+    frame_pts = np.sort(np.asarray(pts_list, np.int64))
     if pts_list:
-        times = np.sort(np.asarray(pts_list, np.float64)) * float(tb)
+        times = frame_pts.astype(np.float64) * float(tb)
         first, last = float(times[0]), float(times[-1])
         if fps <= 0 and len(times) > 1:
             fps = (len(times) - 1) / max(last - first, 1e-9)
@@ -384,7 +388,7 @@ def _scan(src, container, stream, max_frames: int | None) -> VideoInfo:
         fps=fps, num_packets=n, first_time=first, last_time=last, duration=float(duration),
         keyframe_times=np.sort(np.asarray(key_pts, np.float64)) * float(tb),
         reordered=None if (unknown and not pts_list) else reordered, ref_frames=ref_frames,
-        pix_fmt=cc.pix_fmt, truncated=truncated)
+        pix_fmt=cc.pix_fmt, truncated=truncated, frame_pts=frame_pts)
 
 
 def probe_video(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
@@ -410,7 +414,7 @@ def _warn_truncated(src, info: VideoInfo) -> bool:
 
 
 def _decoded_frames(src, container, stream, *, max_frames: int | None, max_pixels: int | None,
-                    progress=None, warned: bool = False) -> Iterator[av.VideoFrame]:
+                    progress=None, warned: bool = False, skipping: bool = False) -> Iterator[av.VideoFrame]:
     """Decode packet by packet so that damage costs only the damaged part.
 
     A TruncatedVideoWarning is issued when demuxing fails midway, when a packet fails to decode (it is skipped),
@@ -461,7 +465,7 @@ def _decoded_frames(src, container, stream, *, max_frames: int | None, max_pixel
         problems.append(f"reading stopped with an error ({stopped})")
     if failed:
         problems.append(f"{failed} packet(s) failed to decode ({first_error})")
-    if n < packets:
+    if n < packets and not skipping:
         problems.append(f"only {n} of {packets} packets decoded to frames")
     if promised > packets and stopped is None:
         problems.append(f"the index lists {promised} frames but only {packets} packets could be read")
@@ -485,15 +489,22 @@ def _mv_table(frame) -> np.ndarray | None:
     return sd.to_ndarray()
 
 
-def _timed(frames: Iterator[av.VideoFrame], fallback_fps: float) -> Iterator[tuple[int, float, av.VideoFrame]]:
-    """(index, time, frame) with times made monotonic (frames without timestamps get index / fps)."""
+def _timed(frames: Iterator[av.VideoFrame], fallback_fps: float,
+           frame_pts: np.ndarray | None = None) -> Iterator[tuple[int, float, av.VideoFrame]]:
+    """(index, time, frame) with times made monotonic (frames without timestamps get index / fps). With
+    `frame_pts` (the packet scan's sorted timestamps) the index is the frame's display position even when the
+    decoder skips frames; otherwise it counts decoded frames."""
     last = -math.inf
+    last_index = -1
     for i, f in enumerate(frames):
         t = f.time
         t = i / fallback_fps if t is None else float(t)
         if t < last:
             t = last
         last = t
+        if frame_pts is not None and len(frame_pts) and f.pts is not None:
+            i = max(int(np.searchsorted(frame_pts, f.pts)), last_index + 1)
+        last_index = i
         yield i, t, f
 
 
@@ -713,7 +724,7 @@ def _box3(a: np.ndarray) -> np.ndarray:
 
 
 def _fill_intra(field: np.ndarray, mask: np.ndarray, iterations: int = 3) -> np.ndarray:
-    """Give intra cells the mean vector of their valid 3x3 neighbours (grown `iterations` times), and the
+    """Give intra cells the mean vector of their valid 3x3 neighbours (grown `iterations` rings), and the
     frame's median vector beyond that: a best guess that keeps chains through intra blocks plausible (content
     entering at a panning border continues the pan). The cells stay flagged as intra."""
     if mask.all() or not mask.any():
@@ -726,9 +737,8 @@ def _fill_intra(field: np.ndarray, mask: np.ndarray, iterations: int = 3) -> np.
         grow = (den > 0) & (w == 0)
         if not grow.any():
             break
-        f = np.where(grow, s[:2] / np.maximum(den, 1e-6), f)
-        w = np.where(grow, 1.0, w).astype(np.float32)
-        f = f.astype(np.float32)
+        f = np.where(grow, s[:2] / np.maximum(den, 1e-6), f).astype(np.float32)
+        w = np.where(grow, np.float32(1.0), w)
     out = f / np.maximum(w, 1e-6)
     if (w == 0).any():
         med = np.median(field[:, mask], axis=1).astype(np.float32)
@@ -741,7 +751,8 @@ class _Fuser:
 
     acc_t(x) = d_t(x) + acc_{t-1}(x + d_t(x)) (bilinear sampling, border clamp), so acc points from a cell of the
     current frame to its source in the reference step; validity multiplies the frame's inter mask with the
-    sampled validity of the source, so a cell is valid only if its whole chain is inter-coded."""
+    sampled validity of the source and requires the source to lie inside the reference frame, so a cell is valid
+    only if its whole chain is inter-coded and leads to content the reference step shows."""
 
     def __init__(self, height: int, width: int, cell: int = _CELL):
         """Grid of `cell`-px cells over a codec frame of height x width pixels."""
@@ -752,6 +763,9 @@ class _Fuser:
         self.gh, self.gw = gh, gw
         self.cy, self.cx = np.meshgrid(np.arange(gh, dtype=np.float32), np.arange(gw, dtype=np.float32),
                                        indexing="ij")
+        # the reference frame in the grid's index units (cell centres at integers): a source outside it is lost
+        self.lo = -0.5
+        self.hi_x, self.hi_y = width / cell - 0.5, height / cell - 0.5
         self.reset()
 
     def reset(self) -> None:
@@ -777,16 +791,32 @@ class _Fuser:
             d = self.last_field if self.last_field is not None else field
         mf = mask.astype(np.float32)
         if self.frames == 0:
-            self.acc, self.valid = d, mf
+            acc, valid = d, mf
         else:
-            # sample [acc * valid, valid, acc]: where valid neighbours exist, average only those, so a chain is
-            # not pulled towards the guessed vectors of intra cells next to it
-            stack = np.concatenate([self.acc * self.valid, self.valid[None], self.acc], 0)
-            s = _bilinear(stack, self.cx + d[0] / self.cell, self.cy + d[1] / self.cell)
-            ok = s[2] > 1e-3
-            prev = np.where(ok, s[:2] / np.where(ok, s[2], 1.0), s[3:])
-            self.acc = (d + prev).astype(np.float32)
-            self.valid = mf * s[2]
+            x = self.cx + d[0] * (1.0 / self.cell)
+            y = self.cy + d[1] * (1.0 / self.cell)
+            if self.valid.min() >= 1.0:
+                acc = d + _bilinear(self.acc, x, y)
+                valid = mf
+            else:
+                # sample acc weighted by validity: where valid neighbours exist only they count, so a chain is not
+                # pulled towards the guessed vectors of intra cells next to it
+                s = _bilinear(np.concatenate([self.acc * self.valid, self.valid[None]], 0), x, y)
+                w = s[2]
+                ok = w > 1e-3
+                prev = s[:2] / np.where(ok, w, 1.0)
+                if not ok.all():  # no valid neighbour at all: the plain (guessed) chain
+                    prev = np.where(ok, prev, _bilinear(self.acc, x, y))
+                acc = d + prev
+                valid = mf * w
+        # a chain whose source lies outside the reference frame links to content the reference does not show
+        sx = self.cx + acc[0] * (1.0 / self.cell)
+        sy = self.cy + acc[1] * (1.0 / self.cell)
+        outside = (sx < self.lo) | (sy < self.lo) | (sx > self.hi_x) | (sy > self.hi_y)
+        if outside.any():
+            valid = np.where(outside, 0.0, valid)
+        self.acc = acc.astype(np.float32, copy=False)
+        self.valid = valid.astype(np.float32, copy=False)
         self.frames += 1
 
 
@@ -910,8 +940,10 @@ def _encodable(frame: av.VideoFrame, pts: int, rate: Fraction) -> av.VideoFrame:
 
 
 def _scaled(frame: av.VideoFrame, hw: tuple[int, int], fmt: str) -> av.VideoFrame:
+    """Area-averaged resize (no aliasing for the encoder's motion search). One swscale thread: its automatic
+    threading costs more than it saves on small outputs next to the decoder's own threads."""
     try:
-        return frame.reformat(width=hw[1], height=hw[0], format=fmt, interpolation="AREA")
+        return frame.reformat(width=hw[1], height=hw[0], format=fmt, interpolation="AREA", threads=1)
     except (ValueError, av.error.FFmpegError) as e:
         raise UnsupportedVideoError("<frame>", f"cannot convert pixel format {frame.format.name} ({e})") from None
 
@@ -1209,11 +1241,17 @@ def _extract_transcode(src, info, times, types, out_spec, make_steps, *, codec, 
     container, stream = _open(src)
     bar = _progress(progress, info.num_packets, f"codec primitives {_describe(src)}")
     steps = tc = None
+    # Non-reference B-frames are never needed when codec frames are at most half the source rate: the decoder
+    # skips them (measured ~40% less decode work on x264 files with B-frames), the rest are still >= codec_fps.
+    skipping = bool(info.reordered) and codec_fps * 2 <= info.fps
     try:
         stream.thread_type = "AUTO"  # pixels only: frame threading is deterministic for them
+        if skipping:
+            stream.codec_context.skip_frame = "NONREF"
         frames = _decoded_frames(src, container, stream, max_frames=max_frames, max_pixels=max_pixels,
-                                 progress=bar, warned=warned)
-        for idx, t, f, targets in _sampled(_timed(frames, info.fps), _Sampler(np.asarray(tt)), info.fps):
+                                 progress=bar, warned=warned, skipping=skipping)
+        timed = _timed(frames, info.fps, info.frame_pts if skipping else None)
+        for idx, t, f, targets in _sampled(timed, _Sampler(np.asarray(tt)), info.fps):
             if not len(targets):
                 continue
             if steps is None:
@@ -1251,7 +1289,7 @@ def extract_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_p
                        mode: str = "auto", size=(224, 224), mv_block: int = 16, residual_scale: float = 0.25,
                        max_steps: int | None = None, max_frames: int | None = DEFAULT_MAX_FRAMES,
                        max_pixels: int | None = DEFAULT_MAX_PIXELS, return_frames: bool = False,
-                       progress: bool = False, codec: str = "libx264", codec_fps: float = 10.0,
+                       progress: bool = False, codec: str = "mpeg4", codec_fps: float = 10.0,
                        preset: str = "medium", crf: float = 23, qscale: int = 3, encoder_threads: int = 1,
                        residual_interpolation: str = "bilinear") -> CodecPrimitives:
     """Codec primitives of a video at CoPE-VideoLM's step layout (see CodecPrimitives for the arrays).
@@ -1267,22 +1305,31 @@ def extract_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_p
     `residual_scale` of the frame size, computed only for Δ steps, from the source frames scaled to `size`.
 
     mode:
-      "transcode": re-encode the sampled source in memory (`codec` libx264/mpeg4, I/P, one reference frame, a
-        codec I-frame exactly at every "I" step, `codec_fps` frames per second inside Δ windows). Works for every
-        codec and frame structure.
+      "transcode": re-encode the sampled source in memory (I/P, one reference frame, a codec I-frame exactly at
+        every "I" step, no other I-frame) and fuse the vectors of that stream. Works for every codec and frame
+        structure. Windows that end at an "I" step are not encoded at all.
       "native": use the file's own P-frames (h264/mpeg4/mpeg2video/h263 without B-frames), vectors scaled to
         `size`; a codec keyframe inside a Δ window makes that step all intra. Files whose codec exports no
         vectors or that have B-frames fall back to transcode with a warning.
       "auto" (default): native when it is exact (an exporting codec, no B-frames, one reference frame for H.264,
-        no codec keyframe inside a Δ window), else transcode. Native costs a decode with vectors and is the
-        fastest path; transcode costs a decode plus encoding `codec_fps` small frames per second.
-    codec_fps: codec frames per second inside Δ windows in transcode mode. The paper fuses 30; 10 (the default)
-        keeps extraction faster than a plain RGB decode of the source and the per-frame motion small enough for
-        x264's search (tests: median error within 1 px per codec frame); raise it for very fast motion.
+        no codec keyframe inside a Δ window), else transcode. Native costs a decode with vectors (the fastest
+        path); transcode costs a decode plus resizing and encoding `codec_fps` small frames per second. Most
+        real files (B-frames, frequent keyframes) take the transcode path.
+    codec: encoder of the transcode path. "mpeg4" (default; MPEG-4 Part 2 at quantiser `qscale`, half-pel
+        vectors, CoViAR's choice) is ~4x cheaper to encode than libx264 and keeps extraction at or above the
+        speed of a plain RGB decode on every benchmark file; it passes the same ground-truth tests. "libx264"
+        (`preset`, `crf`; quarter-pel, better on fast motion; "ultrafast" is refused: integer-pel vectors) costs
+        0.5-0.7x a plain decode on fast-decoding 720p sources at preset "medium" (benchmarks/bench_codec.py).
+    codec_fps: codec frames per second inside Δ windows (transcode). The paper fuses 30; each codec frame costs a
+        resize and an encode, so 10 (the default) is what keeps extraction >= 0.8x a plain decode; fewer frames
+        means larger per-frame motion for the encoder's search and fewer intra-flagged chains. Ground-truth tests
+        pass at 5, 10 and 30; raise it for very fast motion.
     size: int (short side, aspect kept, multiples of 16) | (H, W) exact | None (source size). Transcode rounds
-        odd sides down to even (libx264).
-    Determinism: identical arrays bit for bit across runs; transcode uses fixed encoder threads, native mode uses
-        frame threads only on streams without B-frames (others are decoded with slice threads).
+        odd sides down to even.
+    Determinism: identical arrays bit for bit across runs. Transcode decodes pixels with frame threads (decoded
+        pixels do not depend on threading), encodes with a fixed thread count and x264's mbtree off (it made
+        x264's output vary between identical runs); native mode uses frame threads only on streams without
+        B-frames, whose exported vectors are identical under any threading.
     Caps: `max_pixels` (per frame, checked from the stream header before decoding), `max_frames` (decoded frames;
     checked from a packet scan first) raise VideoTooLargeError. Long videos stream: memory does not grow with
     duration beyond the returned arrays.
