@@ -242,3 +242,24 @@ def test_deterministic_on_b_frame_stream(bframe_video):
     _assert_same(*runs)
     mvs = [[f.motion_vectors for f in read_motion_vectors(bframe_video)] for _ in range(2)]
     assert all(np.array_equal(x, y) for x, y in zip(*mvs))
+
+
+# ------------------------------------------------------------------------------------------------------ memory
+
+
+def test_memory_does_not_grow_with_duration(tmp_path):
+    """Streaming: with the same number of output steps, a 4x longer video peaks at about the same memory."""
+    import tracemalloc
+
+    peaks = {}
+    for seconds in (4, 16):
+        scene = textured_scene(height=64, width=64, num_frames=30 * seconds, pan=(0.5, 0.25), seed=seconds)
+        path = write_video(tmp_path / f"{seconds}s.mp4", scene, gop_size=1000)
+        for mode in ("transcode", "native"):
+            tracemalloc.start()
+            p = extract_primitives(path, fps=2, max_steps=6, size=(64, 64), mode=mode, return_frames=True)
+            peaks[seconds, mode] = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            assert p.num_steps == 6
+    for mode in ("transcode", "native"):
+        assert peaks[16, mode] < 1.25 * peaks[4, mode] + 256 * 1024, peaks
