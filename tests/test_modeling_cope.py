@@ -415,3 +415,24 @@ def test_dense_baseline_all_keyframes():
     assert out.video_hidden_states.shape == (8 * 16, 64) and out.delta_hidden_states is None
     assert with_empty.delta_hidden_states is None and torch.equal(with_empty.logits, out.logits)
     assert count_video_tokens(frame_types, model.config)["total_tokens"] == s["input_ids"].shape[1] - 2 - 3 - 4
+
+
+def test_delta_encoder_reads_small_motion_at_init():
+    """Regression: at full scale the sin-cos positions swamped 2 px motion (relative difference ~0.002 between a
+    left and a right field), and a tiny model trained on the synthetic direction task stayed at chance."""
+    from transformers_cope import CoPEDeltaConfig, CoPEDeltaEncoder
+    from transformers_cope.tiny import tiny_model_config
+
+    def sensitivity(scale):
+        torch.manual_seed(0)
+        delta = tiny_model_config().delta_config.to_dict()
+        delta["position_embedding_scale"] = scale
+        encoder = CoPEDeltaEncoder(CoPEDeltaConfig(**delta)).eval()
+        motion = torch.zeros(2, 3, 4, 4)
+        motion[0, 0, 1:3, 1:3], motion[1, 0, 1:3, 1:3] = 0.1, -0.1  # 2 px right vs 2 px left, / mv_normalizer 20
+        with torch.no_grad():
+            tokens = encoder(motion, torch.zeros(2, 3, 16, 16)).motion_hidden_states
+        return ((tokens[0] - tokens[1]).norm() / tokens.norm(dim=-1).mean()).item()
+
+    assert CoPEDeltaConfig().position_embedding_scale == 0.02
+    assert sensitivity(0.02) > 0.05 > 0.01 > sensitivity(1.0)

@@ -69,6 +69,10 @@ class CoPEDeltaConfig(PreTrainedConfig):
     num_motion_queries: int = 4
     num_residual_queries: int = 4
     output_size: int | None = None
+    # The 2-D sin-cos positions have unit scale, while patch embeddings of small motion vectors start near 0.01: at
+    # full scale the positions swamp the content and the LM never learns to read Δ-tokens (measured on the synthetic
+    # direction task: chance accuracy; at 0.02, 100% train accuracy after ~175 steps).
+    position_embedding_scale: float = 0.02
 
     def __post_init__(self, **kwargs):
         if self.residual_hidden_sizes is None:

@@ -170,6 +170,7 @@ class CoPEMotionEmbeddings(nn.Module):
     def __init__(self, config: CoPEDeltaConfig):
         super().__init__()
         self.patch_size = config.mv_patch_size
+        self.position_scale = config.position_embedding_scale
         self.patch_embedding = nn.Conv2d(
             config.mv_channels, config.hidden_size, kernel_size=self.patch_size, stride=self.patch_size
         )
@@ -182,7 +183,7 @@ class CoPEMotionEmbeddings(nn.Module):
         patches = self.patch_embedding(motion_vectors)
         _, dim, h, w = patches.shape
         tokens = patches.flatten(2).transpose(1, 2)
-        return tokens + sincos_2d_position_embedding(h, w, dim, tokens.device, tokens.dtype)
+        return tokens + self.position_scale * sincos_2d_position_embedding(h, w, dim, tokens.device, tokens.dtype)
 
 
 class CoPEResidualEmbeddings(nn.Module):
@@ -192,6 +193,7 @@ class CoPEResidualEmbeddings(nn.Module):
     def __init__(self, config: CoPEDeltaConfig):
         super().__init__()
         self.use_intra_mask = config.residual_use_intra_mask
+        self.position_scale = config.position_embedding_scale
         backbone_config = ResNetConfig(
             num_channels=config.residual_channels + (1 if self.use_intra_mask else 0),
             embedding_size=config.residual_embedding_size,
@@ -211,7 +213,8 @@ class CoPEResidualEmbeddings(nn.Module):
         features = self.backbone(residuals, return_dict=True).last_hidden_state
         _, _, h, w = features.shape
         tokens = self.proj(features.flatten(2).transpose(1, 2))
-        return tokens + sincos_2d_position_embedding(h, w, tokens.shape[-1], tokens.device, tokens.dtype)
+        positions = sincos_2d_position_embedding(h, w, tokens.shape[-1], tokens.device, tokens.dtype)
+        return tokens + self.position_scale * positions
 
 
 class CoPEDeltaPreTrainedModel(PreTrainedModel):
