@@ -561,12 +561,15 @@ def step_frame_types(num_steps: int, gop_size: int = 8, keyframes_per_gop: int =
 def _step_times(first: float, last: float, fps: float, max_steps: int | None) -> np.ndarray:
     """Step times on the `fps` grid from the first frame to the last; uniformly subsampled to `max_steps`
     (VideoLLaMA3's rule: linspace over the grid, rounded)."""
-    n = int(math.floor((last - first) * fps + 1e-6)) + 1
-    times = first + np.arange(max(n, 1), dtype=np.float64) / fps
-    if max_steps is not None and len(times) > max_steps:
-        idx = np.round(np.linspace(0, len(times) - 1, max_steps)).astype(np.int64)
-        times = times[idx]
-    return times
+    n = max(_grid_steps(first, last, fps), 1)
+    if max_steps is not None and n > max_steps:  # index the grid without building it (damaged timestamps can
+        idx = np.round(np.linspace(0, n - 1, max_steps)).astype(np.int64)  # declare years of video)
+        return first + idx.astype(np.float64) / fps
+    return first + np.arange(n, dtype=np.float64) / fps
+
+
+def _grid_steps(first: float, last: float, fps: float) -> int:
+    return int(math.floor((last - first) * fps + 1e-6)) + 1
 
 
 class _Sampler:
@@ -1232,6 +1235,9 @@ def _extract_transcode(src, info, times, types, out_spec, make_steps, *, codec, 
     for k in range(len(times)):
         if k and types[k] == "P":
             m = max(1, int(round((times[k] - times[k - 1]) * codec_fps)))
+            # at most ~2 targets per source packet: they already pick every frame of the window, and damaged
+            # timestamps (a window of years) must not turn into billions of targets
+            m = min(m, 2 * info.num_packets + 2)
             for j in range(1, m):
                 tt.append(times[k - 1] + (times[k] - times[k - 1]) * j / m)
                 kind.append(-1 - k)  # interior of step k's window
@@ -1353,6 +1359,9 @@ def extract_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_p
     info = probe_video(path, max_pixels=max_pixels, max_frames=max_frames)
     first = info.first_time if info.first_time is not None else 0.0
     last = info.last_time if info.last_time is not None else first + (info.num_packets - 1) / info.fps
+    if max_steps is None and max_frames is not None and _grid_steps(first, last, fps) > max_frames:
+        raise VideoTooLargeError(path, f"{_grid_steps(first, last, fps)} steps at fps={fps} over {last - first:.0f} s "
+                                       f"of timestamps exceed max_frames={max_frames}; set max_steps to sample them")
     times = _step_times(first, last, fps, max_steps)
     types = step_frame_types(len(times), gop_size, keyframes_per_gop)
     hw_check = _resolve_size(size, max(info.height, 16), max(info.width, 16), even=False)
