@@ -19,7 +19,9 @@ from transformers.image_utils import PILImageResampling, SizeDict
 from transformers.processing_utils import Unpack, VideosKwargs
 from transformers.video_processing_utils import BaseVideoProcessor
 
-from .codec import extract_primitives
+from .codec import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS, extract_primitives
+
+_CAPS = ("max_steps", "max_pixels", "max_frames")  # None means "no cap" here, not "class default"
 
 
 class CoPEVideosKwargs(VideosKwargs, total=False):
@@ -32,6 +34,8 @@ class CoPEVideosKwargs(VideosKwargs, total=False):
     mv_normalizer, mv_clip: motion vectors are divided by mv_normalizer and clipped to +-mv_clip.
     residual_std: residuals are divided by 255 and then by residual_std.
     max_steps: cap on steps per video (uniform sampling beyond it, like VideoLLaMA3); None = no cap.
+    max_pixels, max_frames: memory guards of the codec layer: pixels per source frame (checked from the stream
+        header before decoding) and decoded source frames; above them a VideoTooLargeError is raised. None = no cap.
     patch_size, pooling: vision patch size and the spatial pooling factor (tokens per keyframe side =
         ceil((size // patch_size) / pooling)).
     use_token_compression, compression_threshold: VideoLLaMA3-style pruning of unchanged keyframe tokens.
@@ -47,6 +51,8 @@ class CoPEVideosKwargs(VideosKwargs, total=False):
     mv_clip: float
     residual_std: float
     max_steps: int | None
+    max_pixels: int | None
+    max_frames: int | None
     patch_size: int
     pooling: int
     use_token_compression: bool
@@ -113,6 +119,8 @@ class CoPEVideoProcessor(BaseVideoProcessor):
     mv_clip = 10.0
     residual_std = 0.1
     max_steps = 64
+    max_pixels = DEFAULT_MAX_PIXELS
+    max_frames = DEFAULT_MAX_FRAMES
     patch_size = 14
     pooling = 2
     use_token_compression = False
@@ -129,9 +137,10 @@ class CoPEVideoProcessor(BaseVideoProcessor):
 
     def __init__(self, **kwargs: Unpack[CoPEVideosKwargs]) -> None:
         super().__init__(**kwargs)
-        # BaseImageProcessor treats None as "use the class default"; keep an explicit max_steps=None (no cap).
-        if "max_steps" in kwargs and kwargs["max_steps"] is None:
-            self.max_steps = None
+        # BaseImageProcessor treats None as "use the class default"; keep an explicit None cap (no cap).
+        for name in _CAPS:
+            if name in kwargs and kwargs[name] is None:
+                setattr(self, name, None)
 
     # ----------------------------------------------------------------------------------------------- sizes
     def keyframe_token_grid(self, size: Any = None, patch_size: int | None = None, pooling: int | None = None) -> int:
@@ -171,6 +180,8 @@ class CoPEVideoProcessor(BaseVideoProcessor):
             "mv_block": int(options["mv_block"]),
             "residual_scale": float(options["residual_scale"]),
             "max_steps": None if max_steps is None else int(max_steps),
+            "max_pixels": None if options["max_pixels"] is None else int(options["max_pixels"]),
+            "max_frames": None if options["max_frames"] is None else int(options["max_frames"]),
         }
 
     def fetch_videos(self, video_url_or_urls, sample_indices_fn=None, **codec_kwargs):
@@ -196,7 +207,7 @@ class CoPEVideoProcessor(BaseVideoProcessor):
         if unknown:
             raise TypeError(f"CoPEVideoProcessor got unexpected keyword arguments {unknown}.")
         options = {name: getattr(self, name, None) for name in self.valid_kwargs.__annotations__}
-        options.update({k: v for k, v in kwargs.items() if v is not None or k == "max_steps"})
+        options.update({k: v for k, v in kwargs.items() if v is not None or k in _CAPS})
         options["return_tensors"] = kwargs.get("return_tensors")
         return options
 
