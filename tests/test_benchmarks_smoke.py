@@ -1,0 +1,83 @@
+"""Smoke test of the benchmark scripts: both run end to end in --quick mode and print their tables.
+
+No timing assertions (shared CI machines are noisy); only that the scripts work from this checkout and that every
+expected row and section is printed.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    """Both scripts in --quick mode, started together (they are mostly single-threaded), stdout by name."""
+    workdir = tmp_path_factory.mktemp("bench")
+    procs = {
+        name: subprocess.Popen([sys.executable, str(BENCH / name), "--quick", "--workdir", str(workdir)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name in ("bench_ttft.py", "bench_preprocess.py")
+    }
+    out = {}
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, f"{name} failed:\n{stdout}\n{stderr}"
+        out[name] = stdout
+    return out
+
+
+def table_rows(output: str, heading: str) -> list[list[str]]:
+    """Cells of the Markdown table that follows `heading` (header and separator excluded)."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading))
+    rows = []
+    for line in lines[start + 1:]:
+        if not line.startswith("|"):
+            if rows:
+                break
+            continue
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows[2:]
+
+
+def test_bench_ttft_quick(outputs):
+    out = outputs["bench_ttft.py"]
+    assert "Preprocessing (decode, codec primitives, processor) is NOT included" in out
+    rows = table_rows(out, "## TTFT and end-to-end latency")
+    assert [r[0] for r in rows] == ["dense (every step a keyframe)", "4/8", "2/8", "1/8"]
+    lines = out.splitlines()
+    header = next(line for line in lines[[i for i, l in enumerate(lines) if l.startswith("## TTFT")][0]:]
+                  if line.startswith("|"))
+    for column in ("visual tokens", "vision tower", "Δ-encoder", "LLM prefill", "prefill = TTFT", "TTFT ratio",
+                   "e2e ratio"):
+        assert column in header
+    tokens = [int(r[2].replace(",", "")) for r in rows]
+    assert tokens[0] > tokens[1] > tokens[2] > tokens[3] > 0
+    assert rows[0][8] == "1.000"  # the dense row is its own reference
+    accounting = [r[0] for r in table_rows(out, "## Token accounting")]
+    assert "64 s, 1 KF/GOP" in accounting and "8 s, 1 KF/GOP" in accounting
+    assert "The paper's 6.9%" in out and "## Checks" in out
+
+
+def test_bench_ttft_paper_size_refuses_without_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the paper size would really run")
+    proc = subprocess.run([sys.executable, str(BENCH / "bench_ttft.py"), "--size", "paper"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "needs a CUDA GPU" in proc.stderr
+
+
+def test_bench_preprocess_quick(outputs):
+    out = outputs["bench_preprocess.py"]
+    rows = table_rows(out, "## Wall time per video")
+    assert len(rows) == 1 and rows[0][0].startswith("preprocess_quick")
+    assert len(rows[0]) == 8  # video, source, frames + five methods
+    speed = table_rows(out, "## Speed ratios")
+    assert len(speed) == 1 and all(cell.endswith("x") for cell in speed[0][1:])
