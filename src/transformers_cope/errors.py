@@ -33,13 +33,17 @@ def _describe(path) -> str:
 class VideoDecodeError(ValueError):
     """A video could not be read. `.path` names the input, `.reason` says what is wrong with it."""
 
-    def __init__(self, path, reason: str):
+    def __init__(self, path, reason: str | None = None):
+        if reason is None:  # one-argument form: a message only (torch's DataLoader re-raises worker errors so)
+            self.path, self.reason = None, str(path)
+            super().__init__(self.reason)
+            return
         self.path = _describe(path)
         self.reason = str(reason)
         super().__init__(f"{self.path}: {self.reason}")
 
     def __reduce__(self):  # keep the two-argument constructor picklable (DataLoader workers re-raise in the parent)
-        return (type(self), (self.path, self.reason))
+        return (type(self), (self.reason,) if self.path is None else (self.path, self.reason))
 
 
 class NotAVideoError(VideoDecodeError):
