@@ -221,3 +221,95 @@ def test_damaged_timestamps_spanning_days_do_not_hang(tmp_path):
     with pytest.raises(VideoTooLargeError, match="set max_steps"):
         extract_primitives(path, fps=4.0, size=(64, 64), max_steps=None)
     assert time.perf_counter() - t < 20
+
+
+# ---------------------------------------------------------------------------------------------- long videos
+
+
+def test_long_video_memory_is_bounded(tmp_path):
+    """1 min vs 6 min of 64x64 video (steps at 1 fps, no step cap), each measured in a fresh process: peak RSS
+    grows by a small multiple of the returned arrays (per-step lists are stacked at the end), not with the source
+    frames (6 min = 720 decoded frames). benchmarks/long_video_memory.py runs 1/10/60 minutes."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from long_video_memory import measure, write_long_video
+
+    warmup = write_long_video(tmp_path / "warmup.mp4", 10 / 60, seed=1)
+    short = measure(write_long_video(tmp_path / "m1.mp4", 1), warmup)
+    long = measure(write_long_video(tmp_path / "m6.mp4", 6), warmup)
+    print(short, long, sep="\n")
+    assert (short["steps"], long["steps"]) == (60, 360)
+    extra_output = long["primitives_mb"] + long["output_mb"] - short["primitives_mb"] - short["output_mb"]
+    assert long["growth_mb"] - short["growth_mb"] < 4 * extra_output + 16, (short, long)
+    assert long["growth_mb"] < 64, long
+
+
+# ----------------------------------------------------------------------------------------------- concurrency
+
+
+@pytest.fixture(scope="module")
+def small_videos(tmp_path_factory):
+    from transformers_cope.data import make_textured_video
+
+    d = tmp_path_factory.mktemp("concurrency")
+    return [str(make_textured_video(d / f"v{i}.mp4", height=64, width=96, num_frames=30, pan=(1.0 + i, -0.5 * i),
+                                    codec="mpeg4" if i % 2 else "libx264", seed=i, fps=15)) for i in range(4)]
+
+
+def _same(a, b) -> None:
+    assert a["video_frame_types"] == b["video_frame_types"]
+    assert a["video_timestamps"] == b["video_timestamps"]
+    for key in ("pixel_values_videos", "delta_motion_vectors", "delta_residuals"):
+        assert torch.equal(a[key], b[key]), key
+
+
+class _VideoDataset(torch.utils.data.Dataset):
+    def __init__(self, paths, processor):
+        self.paths, self.processor = paths, processor
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        return dict(self.processor(videos=[self.paths[i]], return_tensors="pt"))
+
+
+def test_processor_is_thread_safe(small_videos):
+    """Eight calls from four threads (different per-call kwargs mixed in) equal the single-threaded results."""
+    processor = build_tiny_video_processor(**SMALL)
+    calls = [(p, {}) for p in small_videos] + [(p, {"gop_size": 2, "max_steps": 4}) for p in small_videos]
+    expected = [processor(videos=[p], return_tensors="pt", **kw) for p, kw in calls]
+    results, errors = [None] * len(calls), []
+
+    def work(i):
+        try:
+            path, kw = calls[i]
+            results[i] = processor(videos=[path], return_tensors="pt", **kw)
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=lambda j=j: [work(i) for i in range(j, len(calls), 4)]) for j in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    for got, want in zip(results, expected):
+        _same(got, want)
+    assert processor.gop_size == 4 and processor.max_steps == 6  # per-call kwargs never leak into the instance
+
+
+def test_processor_in_dataloader_workers(small_videos):
+    """DataLoader(num_workers=2): same tensors as in the main process, and a typed error raised in a worker
+    reaches the caller as a VideoDecodeError."""
+    processor = build_tiny_video_processor(**SMALL)
+    expected = [_VideoDataset(small_videos, processor)[i] for i in range(len(small_videos))]
+    loader = torch.utils.data.DataLoader(_VideoDataset(small_videos, processor), batch_size=None, num_workers=2)
+    got = list(loader)
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        _same(g, e)
+    bad = Path(small_videos[0]).with_name("bad.mp4")
+    bad.write_bytes(b"not a video at all" * 10)
+    loader = torch.utils.data.DataLoader(_VideoDataset([str(bad)], processor), batch_size=None, num_workers=2)
+    with pytest.raises(VideoDecodeError):
+        list(loader)
