@@ -972,6 +972,10 @@ def transcode(path, output=None, *, codec: str = "libx264", fps: float = 30.0, g
     info = probe_video(path, max_pixels=max_pixels, max_frames=max_frames)
     first = info.first_time if info.first_time is not None else 0.0
     last = info.last_time if info.last_time is not None else first + (info.num_packets - 1) / info.fps
+    n_out = _grid_steps(first, last, fps)
+    if max_frames is not None and n_out > max_frames:
+        raise VideoTooLargeError(path, f"{n_out} output frames at fps={fps} over {last - first:.0f} s of timestamps "
+                                       f"exceed max_frames={max_frames}")
     times = _step_times(first, last, fps, None)
     rate = Fraction(fps).limit_denominator(1001)
     warned = _warn_truncated(path, info)
