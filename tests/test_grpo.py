@@ -180,6 +180,39 @@ def test_policy_loss_changes_when_the_video_changes(setup, tmp_path):
     assert abs(other - same) > 1e-4 and abs(blank - same) > 1e-4
 
 
+def test_each_row_is_scored_with_its_own_video(setup, tmp_path):
+    """After TRL's shuffle, every row's log-probs are those of its own prompt and video, whatever the chunking (the
+    Δ-encoder's BatchNorm is kept on running statistics, so other rows in a chunk cannot leak in)."""
+    from trl.trainer.utils import shuffle_sequence_dict
+
+    _, _, dataset = setup
+    trainer = _trainer(setup, tmp_path)
+    model = trainer.model
+    assert model.training
+    torch.manual_seed(1)
+    batch = shuffle_sequence_dict(trainer._generate_and_score_completions([dataset[0], dataset[0], dataset[1],
+                                                                          dataset[1]]))
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+    mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+    k = batch["completion_ids"].size(1)
+    trainer._video_batch = batch["video_inputs"]
+    with torch.no_grad():
+        chunked, _, _ = trainer._get_per_token_logps_and_entropies(model, ids, mask, k, batch_size=3)
+        single, _, _ = trainer._get_per_token_logps_and_entropies(model, ids, mask, k, batch_size=1)
+    assert torch.allclose(chunked, single, atol=1e-5)
+    prompts = [trainer.encode_prompt(dataset[i]["prompt"]) for i in range(2)]
+    for row in range(4):
+        prompt = batch["prompt_ids"][row][batch["prompt_mask"][row].bool()].tolist()
+        completion = batch["completion_ids"][row][batch["completion_mask"][row].bool()]
+        own = next(i for i, (p, _) in enumerate(prompts) if p == prompt)
+        pid, video = prompts[own]
+        assert all(torch.equal(video[key], batch["video_inputs"][row][key]) for key in video)
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([pid + completion.tolist()]), **video).logits[0, len(pid) - 1:-1]
+        expected = torch.log_softmax(logits.float(), -1).gather(-1, completion[:, None])[:, 0]
+        assert torch.allclose(expected, chunked[row, : len(completion)], atol=1e-2)
+
+
 def test_grpo_trains_with_video_in_every_logprob_pass(setup, tmp_path):
     """One real TRL step with T-GRPO: each grad-enabled forward gets the video, the Δ-encoder learns, the temporal
     reward is logged."""

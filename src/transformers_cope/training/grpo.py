@@ -40,6 +40,7 @@ __all__ = [
     "CoPEGRPOTrainer",
     "TemporalConsistencyReward",
     "evaluate_rewards",
+    "freeze_batchnorm_statistics",
     "make_grpo_dataset",
     "shuffle_video_steps",
 ]
@@ -57,6 +58,9 @@ class CoPEGRPOConfig(GRPOConfig):
     temporal_ratio: the 0.8 of T-GRPO.
     temporal_shuffle: "steps" (Δ steps, and keyframes of videos with several) or "delta" (Δ steps only).
     video_cache_size: decoded videos (`CodecPrimitives`) kept in memory, per path.
+    freeze_batchnorm: keep every BatchNorm layer (the Δ-encoder's residual ResNet) on its running statistics, also
+        in train mode. Otherwise a completion's log-probability depends on which other rows share its batch or
+        chunk, so sampling, the old/reference log-probs and the loss would each score a different policy.
     """
 
     temporal_grpo: bool = field(default=False, metadata={"help": "T-GRPO: reward temporal consistency."})
@@ -64,6 +68,9 @@ class CoPEGRPOConfig(GRPOConfig):
     temporal_ratio: float = field(default=0.8, metadata={"help": "T-GRPO: ordered acc >= ratio x shuffled acc."})
     temporal_shuffle: str = field(default="steps", metadata={"help": "'steps' or 'delta'."})
     video_cache_size: int = field(default=256, metadata={"help": "Decoded videos kept per path."})
+    freeze_batchnorm: bool = field(
+        default=True, metadata={"help": "Keep BatchNorm layers (the Δ-encoder's ResNet) on running statistics."}
+    )
 
     def __post_init__(self):
         # Transformers >= 5.23 renamed gradient_checkpointing (TRL's default: on) to activation_checkpointing; map
@@ -154,6 +161,24 @@ def shuffle_video_steps(video: dict[str, torch.Tensor], generator: torch.Generat
     return out
 
 
+def _keep_eval(module, args) -> None:
+    module.training = False
+
+
+def freeze_batchnorm_statistics(model) -> int:
+    """Keep BatchNorm layers on their running statistics in train mode too (affine weights still train); returns
+    how many. Uses the same marker as `training.sft.freeze_batchnorm`, so a model is never hooked twice."""
+    count = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            if not getattr(module, "_cope_frozen_stats", False):
+                module.register_forward_pre_hook(_keep_eval)
+                module._cope_frozen_stats = True
+            module.eval()
+            count += 1
+    return count
+
+
 def _prompt_key(prompt: Any) -> str:
     return json.dumps(prompt, sort_keys=True, default=str)
 
@@ -208,6 +233,8 @@ class CoPEGRPOTrainer(GRPOTrainer):
                 args.reward_weights = [*args.reward_weights, 1.0]
             reward_funcs.append(self._temporal_reward)
         self._configure_generation(model, processing_class, args)
+        if getattr(args, "freeze_batchnorm", True):
+            freeze_batchnorm_statistics(model)
         self._video_cache: OrderedDict[str, Any] = OrderedDict()
         self._video_batch: list[dict] | None = None
         super().__init__(model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset,
