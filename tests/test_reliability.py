@@ -313,3 +313,65 @@ def test_processor_in_dataloader_workers(small_videos):
     loader = torch.utils.data.DataLoader(_VideoDataset([str(bad)], processor), batch_size=None, num_workers=2)
     with pytest.raises(VideoDecodeError):
         list(loader)
+
+
+# ---------------------------------------------------------------------------------------------- safe loading
+
+
+@pytest.fixture(scope="module")
+def saved_tiny(tmp_path_factory):
+    from transformers_cope import CoPEVideoLMForConditionalGeneration
+    from transformers_cope.tiny import build_tiny_processor, tiny_model_config
+
+    folder = tmp_path_factory.mktemp("tiny_saved")
+    model = CoPEVideoLMForConditionalGeneration(tiny_model_config()).eval()
+    model.save_pretrained(folder)
+    build_tiny_processor().save_pretrained(folder)
+    return model, folder
+
+
+def test_pickle_checkpoint_is_refused_unless_asked(saved_tiny, tmp_path):
+    """A folder with only pytorch_model.bin: Transformers 5 would unpickle it by default; CoPE-VideoLM refuses with
+    a clear message (direct class and Auto class), and loads it with an explicit use_safetensors=False."""
+    import shutil
+
+    from transformers import AutoModelForImageTextToText
+
+    from transformers_cope import CoPEVideoLMForConditionalGeneration
+
+    model, folder = saved_tiny
+    assert (folder / "model.safetensors").is_file()
+    pickled = tmp_path / "pickled"
+    shutil.copytree(folder, pickled)
+    (pickled / "model.safetensors").unlink()
+    torch.save(model.state_dict(), pickled / "pytorch_model.bin")
+    for cls in (CoPEVideoLMForConditionalGeneration, AutoModelForImageTextToText):
+        with pytest.raises(OSError, match="refuses pickle checkpoints.*use_safetensors=False"):
+            cls.from_pretrained(pickled)
+    loaded = CoPEVideoLMForConditionalGeneration.from_pretrained(pickled, use_safetensors=False)
+    reference = CoPEVideoLMForConditionalGeneration.from_pretrained(folder)  # safetensors: loads by default
+    for (name, a), (_, b) in zip(loaded.state_dict().items(), reference.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_remote_code_needs_trust_remote_code(saved_tiny, tmp_path):
+    """Without the package installed, the saved folder's model and processor load only with trust_remote_code=True:
+    the remote code is never executed implicitly."""
+    from isolated_python import run_isolated
+
+    _, folder = saved_tiny
+    result = run_isolated(f"""
+        import json
+        from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+        out = {{}}
+        for name, load in (("config", AutoConfig.from_pretrained), ("model", AutoModelForImageTextToText.from_pretrained),
+                           ("processor", AutoProcessor.from_pretrained)):
+            try:
+                load({str(folder)!r}, trust_remote_code=False)
+                out[name] = "loaded"
+            except ValueError as e:
+                out[name] = str(e)
+        print(json.dumps(out))
+        """, cwd=tmp_path)
+    for name in ("config", "model", "processor"):
+        assert "trust_remote_code" in result[name], (name, result[name])
