@@ -119,6 +119,7 @@ def main(argv=None) -> dict:
         build_trainer,
         evaluate_video_qa,
         freeze_batchnorm,
+        load_model_and_processor,
         sft_arguments,
     )
 
@@ -175,14 +176,22 @@ def main(argv=None) -> dict:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     trainer.save_model(args.output_dir)
     results = {"train_seconds": round(train_seconds, 1), "output_dir": str(args.output_dir), "tasks": tasks,
-               "train_samples": len(train_dataset), "world_size": training_args.world_size}
+               "train_samples": len(train_dataset), "world_size": training_args.world_size,
+               "distributed_type": str(trainer.accelerator.distributed_type),
+               # FSDP units (decoder, vision and Δ layers from `_no_split_modules`, plus the root)
+               "fsdp_units": sum(type(m).__name__.startswith("FSDP") for m in trainer.model_wrapped.modules())}
+    if is_main and os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and not results["fsdp_units"]:
+        print("note: FSDP was requested but Accelerate runs FSDP on accelerators only; "
+              f"this CPU run used {results['distributed_type']} (plain data parallel) instead", flush=True)
     if args.no_eval or not is_main:
         if is_main:
             print(json.dumps(results))
         return results
 
     # Sharded (FSDP) or wrapped models are evaluated from the saved folder; one process keeps the trained object.
-    evaluated = trainer.model if training_args.world_size == 1 and args.freeze != "lora" else args.output_dir
+    evaluated = trainer.model
+    if training_args.world_size > 1 or args.freeze == "lora":
+        evaluated, _ = load_model_and_processor(args.output_dir)
     eval_kwargs = dict(processor=processor, batch_size=args.eval_batch_size, progress=not args.quiet,
                        cache=collator.cache)
     with_delta = evaluate_video_qa(evaluated, test_records, **eval_kwargs)
