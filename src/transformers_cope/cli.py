@@ -30,19 +30,16 @@ class CLIError(Exception):
 
 # ------------------------------------------------------------------------------------------------ model loading
 def _embedded_model_dir() -> Path | None:
-    """The trained default model shipped in the package (transformers_cope/default_model), if this install has it."""
+    """The trained default model shipped in the package (`transformers_cope.embedded`), if this install has it."""
     try:
-        from . import embedded
+        from .embedded import default_model_path
     except ImportError:
-        embedded = None
-    if embedded is not None:
-        for name in ("default_model_path", "model_path", "DEFAULT_MODEL_DIR"):
-            value = getattr(embedded, name, None)
-            value = value() if callable(value) else value
-            if value is not None and (Path(value) / "config.json").is_file():
-                return Path(value)
-    folder = Path(__file__).resolve().parent / "default_model"
-    return folder if (folder / "config.json").is_file() else None
+        return None
+    try:
+        path = Path(default_model_path())
+    except FileNotFoundError:
+        return None
+    return path if (path / "config.json").is_file() else None
 
 
 def _load_pipeline(model: str | None, device: str | None, dtype: str | None):
@@ -222,8 +219,8 @@ def _same_answer(answer: str, record: dict) -> bool:
 
 def _demo_settings(model: str | None) -> dict:
     """Synthetic video settings the model was trained on (the embedded model's metadata when it has some)."""
-    settings = {"size": [64, 64], "duration_s": 8.0, "fps": 10.0, "tasks": ["direction", "camera_pan"],
-                "question_format": "open"}
+    settings = {"size": [64, 64], "duration_s": 4.0, "fps": 10.0, "tasks": ["direction"],
+                "question_format": "mixed"}  # examples/train_motion_qa.py's defaults
     folder = Path(model) if model else _embedded_model_dir()
     meta_file = folder / "training_data.json" if folder is not None else None
     if meta_file is not None and meta_file.is_file():
