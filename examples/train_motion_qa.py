@@ -61,8 +61,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-eval", action="store_true")
     p.add_argument("--workers", type=int, default=2, help="processes for rendering and codec extraction")
     p.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is there (automatic without CUDA; "
-                                                 "under `accelerate launch` that gives gloo DDP/FSDP over CPU processes)")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+                                                 "under `accelerate launch` that gives gloo DDP over CPU processes)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads per process (the tiny model's ops are too small to gain from more; "
+                        "0 = torch's default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--logging-steps", type=int, default=25)
     p.add_argument("--quiet", action="store_true", help="no progress bars")

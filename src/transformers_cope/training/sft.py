@@ -145,7 +145,15 @@ class ChatVideoDataset(torch.utils.data.Dataset):
         collator.cache.prefetch(
             [ref for conv in conversations for ref in video_refs(conv)], num_workers=num_workers, progress=progress
         )
+        self.conversations = conversations
         self.items = [collator.encode(conv) for conv in tqdm(conversations, desc="encode", disable=not progress)]
+
+    def as_chat_dataset(self):
+        """The raw conversations as a `datasets.Dataset` of {"messages"} rows (what TRL's SFTTrainer accepts); the
+        collator encodes them per batch, reading videos from its already filled primitives cache."""
+        from datasets import Dataset
+
+        return Dataset.from_list([{"messages": conv} for conv in self.conversations])
 
     def __len__(self) -> int:
         return len(self.items)
@@ -204,6 +212,11 @@ def build_trainer(
     )
     if type(args).__name__ == "SFTConfig":
         from trl import SFTTrainer
+
+        if isinstance(train_dataset, ChatVideoDataset):  # TRL only takes `datasets` datasets
+            common["train_dataset"] = train_dataset.as_chat_dataset()
+        if isinstance(eval_dataset, ChatVideoDataset):
+            common["eval_dataset"] = eval_dataset.as_chat_dataset()
 
         return SFTTrainer(peft_config=peft_config, **common)
     if peft_config is not None:
