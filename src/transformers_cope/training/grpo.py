@@ -34,13 +34,13 @@ from trl.data_utils import is_conversational
 from ..data.synthetic_qa import format_prompt
 from ..test_time_scaling import FLAT_VIDEO_KEYS
 from .rewards import CombinedReward, accuracy_reward, temporal_consistency_bonus
+from .sft import freeze_batchnorm
 
 __all__ = [
     "CoPEGRPOConfig",
     "CoPEGRPOTrainer",
     "TemporalConsistencyReward",
     "evaluate_rewards",
-    "freeze_batchnorm_statistics",
     "make_grpo_dataset",
     "shuffle_video_steps",
 ]
@@ -161,24 +161,6 @@ def shuffle_video_steps(video: dict[str, torch.Tensor], generator: torch.Generat
     return out
 
 
-def _keep_eval(module, args) -> None:
-    module.training = False
-
-
-def freeze_batchnorm_statistics(model) -> int:
-    """Keep BatchNorm layers on their running statistics in train mode too (affine weights still train); returns
-    how many. Uses the same marker as `training.sft.freeze_batchnorm`, so a model is never hooked twice."""
-    count = 0
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            if not getattr(module, "_cope_frozen_stats", False):
-                module.register_forward_pre_hook(_keep_eval)
-                module._cope_frozen_stats = True
-            module.eval()
-            count += 1
-    return count
-
-
 def _prompt_key(prompt: Any) -> str:
     return json.dumps(prompt, sort_keys=True, default=str)
 
@@ -234,7 +216,7 @@ class CoPEGRPOTrainer(GRPOTrainer):
             reward_funcs.append(self._temporal_reward)
         self._configure_generation(model, processing_class, args)
         if getattr(args, "freeze_batchnorm", True):
-            freeze_batchnorm_statistics(model)
+            freeze_batchnorm(model)
         self._video_cache: OrderedDict[str, Any] = OrderedDict()
         self._video_batch: list[dict] | None = None
         super().__init__(model, reward_funcs=reward_funcs, args=args, train_dataset=train_dataset,
