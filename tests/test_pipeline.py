@@ -12,6 +12,7 @@ from transformers import pipeline
 
 import transformers_cope  # noqa: F401  (registers the Auto classes)
 from transformers_cope import CoPEVideoLMForConditionalGeneration, VideoDecodeError
+from transformers_cope.cli import _embedded_model_dir, _same_answer
 from transformers_cope.data import generate_motion_qa
 from transformers_cope.data.synthetic_qa import format_prompt
 from transformers_cope.pipeline_cope import (
@@ -190,3 +191,16 @@ def test_saved_folder_loads_through_the_registry(tiny, records, tmp_path):
     question = format_prompt(records[2])
     expected = _direct_answer(model, processor, records[2]["video"], question, 5)
     assert pipe(records[2]["video"], question=question, max_new_tokens=5)[0]["answer"] == expected
+
+
+@pytest.mark.skipif(_embedded_model_dir() is None, reason="this install has no embedded default model")
+def test_embedded_model_answers_motion_questions_on_fresh_videos(tmp_path):
+    # Fresh videos: a seed and split the training never used, the embedded model's data settings.
+    records = generate_motion_qa(16, tmp_path, tasks=("direction",), duration_s=4, fps=10, seed=90210,
+                                 split="test", progress=False)
+    vqa = pipeline(TASK, model=str(_embedded_model_dir()), device="cpu")
+    results = vqa([{"video": r["video"], "question": format_prompt(r)} for r in records], batch_size=8,
+                  max_new_tokens=8)
+    correct = [_same_answer(result[0]["answer"], record) for result, record in zip(results, records)]
+    # chance is 1/4 (four directions, or four options)
+    assert sum(correct) / len(records) >= 0.75, [(r[0]["answer"], rec["answer"]) for r, rec in zip(results, records)]

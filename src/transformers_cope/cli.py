@@ -213,8 +213,13 @@ def cmd_demo(args) -> int:
 
 
 def _same_answer(answer: str, record: dict) -> bool:
-    norm = lambda s: str(s).strip().strip(".!?;:,").strip().lower()  # noqa: E731
-    return norm(answer) in {norm(record["answer"]), norm(record.get("answer_text", record["answer"]))}
+    """Letter or option text for multiple choice ("B", "B. right", "right"), else the normalised word."""
+    from .test_time_scaling import normalize_answer
+
+    options = record.get("options")
+    got = normalize_answer(answer, options)
+    return got is not None and got in {normalize_answer(str(record["answer"]), options),
+                                       normalize_answer(str(record.get("answer_text", record["answer"])), options)}
 
 
 def _demo_settings(model: str | None) -> dict:
