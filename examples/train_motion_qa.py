@@ -39,7 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tasks", default="direction", help="comma-separated synthetic QA tasks")
     p.add_argument("--train-samples", type=int, default=1024)
     p.add_argument("--test-samples", type=int, default=128)
-    p.add_argument("--duration", type=float, default=4.0, help="seconds per synthetic video (1 step per second)")
+    p.add_argument("--duration", default="4", help="seconds per synthetic video (1 step per second); a comma list "
+                                                   "(e.g. 4,8) splits the samples evenly over clip lengths")
     p.add_argument("--epochs", type=float, default=4.0)
     p.add_argument("--max-steps", type=int, default=-1, help="overrides --epochs when > 0")
     p.add_argument("--batch-size", type=int, default=16, help="per device")
@@ -98,13 +99,21 @@ def build_model_and_processor(args):
 
 
 def motion_qa_split(args, split: str, num_samples: int, tasks: list[str]) -> list[dict]:
-    """Render (or reuse) `num_samples` records of a split; the folder name pins every setting."""
+    """Render (or reuse) `num_samples` records of a split, spread over the clip lengths in --duration; the folder
+    name pins every setting, so reruns reuse the videos."""
     from transformers_cope.data.synthetic_qa import SyntheticMotionQA
 
-    folder = Path(args.data_dir) / f"{'-'.join(tasks)}_{args.duration:g}s_seed{args.seed}"
-    generator = SyntheticMotionQA(tasks=tasks, duration_s=args.duration)
-    return generator.generate(num_samples, folder, seed=args.seed, split=split, num_workers=args.workers,
-                              overwrite=False, progress=not args.quiet)
+    durations = [float(d) for d in str(args.duration).split(",") if d.strip()]
+    records = []
+    for i, duration in enumerate(durations):
+        count = num_samples // len(durations) + (1 if i < num_samples % len(durations) else 0)
+        if count == 0:
+            continue
+        folder = Path(args.data_dir) / f"{'-'.join(tasks)}_{duration:g}s_seed{args.seed}"
+        generator = SyntheticMotionQA(tasks=tasks, duration_s=duration)
+        records += generator.generate(count, folder, seed=args.seed, split=split, num_workers=args.workers,
+                                      overwrite=False, progress=not args.quiet)
+    return records
 
 
 def main(argv=None) -> dict:
