@@ -13,7 +13,7 @@ import torch
 from transformers import pipeline
 
 import transformers_cope  # noqa: F401  (registers the model classes and the video-question-answering task)
-from transformers_cope.cli import _embedded_model_dir
+from transformers_cope.embedded import default_model_path
 from transformers_cope.data import generate_motion_qa
 from transformers_cope.data.synthetic_qa import format_prompt
 
@@ -24,14 +24,13 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=4)
     parser.add_argument("--seed", type=int, default=123)
     args = parser.parse_args()
-    model = args.model or _embedded_model_dir()
-    if model is None:
-        raise SystemExit("this install has no embedded model: pass --model PATH")
+    model = args.model or default_model_path()
 
     vqa = pipeline("video-question-answering", model=str(model), device="cuda" if torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory() as folder:
-        records = generate_motion_qa(args.num, folder, tasks=("direction", "camera_pan"), seed=args.seed,
-                                     split="test", question_format="open", progress=False)
+        # the embedded model's training distribution: 4 s, 64x64, direction questions (open and multiple choice)
+        records = generate_motion_qa(args.num, folder, tasks=("direction",), duration_s=4, seed=args.seed,
+                                     split="test", progress=False)
 
         # one video
         first = records[0]
@@ -43,7 +42,8 @@ def main() -> None:
             print(f"{record['task']:>10}: {result[0]['answer']!r:10} truth {record['answer']!r}")
 
         # self-consistency: 5 sampled answers, majority vote
-        voted = vqa(first["video"], question=format_prompt(first), self_consistency=5, temperature=0.7)[0]
+        voted = vqa(first["video"], question=format_prompt(first), self_consistency=5, temperature=0.7,
+                    options=first["options"])[0]
         print("self-consistency:", voted["answer"], voted["votes"], f"agreement {voted['agreement']:.0%}")
 
         # a denser layout for this call only: 2 keyframes per 8-step GOP

@@ -21,15 +21,20 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 import transformers_cope
-from transformers_cope.cli import _embedded_model_dir
-from transformers_cope.data import make_textured_video
+from transformers_cope.embedded import default_model_path
+from transformers_cope.data import generate_motion_qa
+from transformers_cope.data.synthetic_qa import format_prompt
 from transformers_cope.hub import push_cope_to_hub
 from transformers_cope.hub_server import LocalHubServer
 from transformers_cope.tiny import build_tiny_processor, tiny_model_config
 
 
 def load_model(path: str | None):
-    path = path or _embedded_model_dir()
+    if path is None:
+        try:
+            path = default_model_path()
+        except FileNotFoundError:
+            path = None
     if path is None:
         print("no embedded model in this install: pushing a tiny untrained model (its answers are noise)")
         torch.manual_seed(0)
@@ -55,15 +60,18 @@ def main() -> None:
         info = push_cope_to_hub(model, processor, args.repo, endpoint=hub.endpoint, token="local")
         print(f"pushed to the local Hub: {info.commit_url}")
         print("files:", ", ".join(sorted(hub.files(args.repo))))
-        video = make_textured_video(os.path.join(work, "pan.mp4"), height=64, width=64, num_frames=40, pan=(1.5, 0))
+        record = generate_motion_qa(1, work, tasks=("direction",), duration_s=4, seed=7, split="test",
+                                    question_format="open", progress=False)[0]
+        video, question = record["video"], format_prompt(record)
         # What a user without transformers-cope runs: everything comes from the repo (remote code).
         code = textwrap.dedent(f"""
             from transformers import pipeline
             vqa = pipeline(model={args.repo!r}, trust_remote_code=True, device="cpu")
-            print(type(vqa).__module__, vqa({str(video)!r}, question="Does the camera pan left or right?"))
+            print(type(vqa).__module__, vqa({video!r}, question={question!r}))
         """)
         env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": os.path.join(work, "hf_home")}
         subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=work)
+        print("ground truth:", record["answer"])
 
 
 if __name__ == "__main__":

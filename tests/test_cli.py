@@ -105,3 +105,17 @@ def test_demo_prints_answers_against_ground_truth(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("ground truth:") == 2 and out.count("question:") == 2
     assert "/2 correct in" in out
+
+
+@pytest.mark.skipif(_embedded_model_dir() is None, reason="this install has no embedded default model")
+def test_demo_and_ask_with_the_embedded_model(tmp_path, capsys):
+    assert main(["demo", "--num", "3", "--seed", "11", "--device", "cpu"]) == 0  # the README's main job
+    out = capsys.readouterr().out
+    correct = int(out.strip().splitlines()[-1].split("/")[0])
+    assert correct >= 2, out
+    record = generate_motion_qa(1, tmp_path, tasks=("direction",), duration_s=4, fps=10, seed=31337, split="test",
+                                question_format="open", progress=False)[0]
+    assert main(["ask", record["video"], record["question"], "--device", "cpu", "--no-progress", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["question"].endswith("Answer with one word.")
+    assert result["answer"].strip().lower() == record["answer"]

@@ -21,6 +21,7 @@ from pathlib import Path
 __all__ = ["main"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+EMBEDDED_INSTRUCTION = "Answer with one word."  # synthetic QA's instruction for open questions
 _PROGRESS_MIN_SECONDS = 20.0  # show the extraction bar for videos at least this long (when stderr is a terminal)
 
 
@@ -112,9 +113,15 @@ def cmd_ask(args) -> int:
         options["self_consistency"] = args.self_consistency
     if args.temperature is not None:
         options.update(do_sample=True, temperature=args.temperature)
-    result = pipe(primitives, question=args.question, **options)[0]
+    question = args.question
+    instruction = args.instruction
+    if instruction is None and args.model is None:
+        instruction = EMBEDDED_INSTRUCTION  # the prompt format the embedded model was trained on
+    if instruction and instruction.strip().lower() not in question.lower():
+        question = f"{question.rstrip()}\n{instruction.strip()}"
+    result = pipe(primitives, question=question, **options)[0]
     if args.json:
-        print(json.dumps({"video": args.video, "question": args.question, "layout": primitives.frame_types,
+        print(json.dumps({"video": args.video, "question": question, "layout": primitives.frame_types,
                           **result}))
         return EXIT_OK
     if "reasoning" in result:
@@ -267,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("video")
     ask.add_argument("question")
     ask.add_argument("--model", help="checkpoint folder or Hub id (default: the embedded model)")
+    ask.add_argument("--instruction", default=None,
+                     help="line appended to the question (default with the embedded model: "
+                          f"'{EMBEDDED_INSTRUCTION}', its training format; '' for none)")
     ask.add_argument("--max-new-tokens", type=int, default=64)
     ask.add_argument("--reasoning", action="store_true", help="ask for <think>...</think><answer>...</answer>")
     ask.add_argument("--self-consistency", type=int, metavar="K", help="sample K answers and take the majority")
