@@ -50,6 +50,10 @@ def test_inspect_step_choice_and_layout_options(media_dir, tmp_path, capsys):
                  "--png", str(png), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "layout: IPPPIPPP IPPPIP" in out and "(Δ step 3)" in out and png.stat().st_size > 1000
+    # the progress bar (shown by default for long videos on a terminal) goes to stderr
+    assert main(["inspect", str(media_dir / "city_cc0.mpg"), "--progress"]) == 0
+    captured = capsys.readouterr()
+    assert "codec primitives" in captured.err and "frame/s" in captured.err and "layout: IPPPPPPP" in captured.out
     assert main(["inspect", str(media_dir / "vid_mpeg4_part2.mp4"), "--step", "8", "--png", str(png)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "step 8 is a keyframe" in err[0]
