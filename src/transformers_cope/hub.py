@@ -28,8 +28,7 @@ _EXTRA_AUTO_MAP = {
 
 
 def save_cope_pretrained(model, processor, save_directory: str | os.PathLike, *, model_card: bool = True,
-                         repo_id: str | None = None, card_kwargs: dict | None = None,
-                         safe_serialization: bool = True) -> Path:
+                         repo_id: str | None = None, card_kwargs: dict | None = None) -> Path:
     """Write model, processor, remote code, the custom pipeline and a model card to `save_directory`.
 
     The folder then works with `pipeline(model=folder, trust_remote_code=True)` and
@@ -46,7 +45,7 @@ def save_cope_pretrained(model, processor, save_directory: str | os.PathLike, *,
         # names) and copies pipeline_cope.py; the model is saved by it too.
         pipe = VideoQuestionAnsweringPipeline(model=model, processor=processor, task=TASK, device=model.device)
         config.auto_map = {**(saved["auto_map"] or {}), **_EXTRA_AUTO_MAP}
-        pipe.save_pretrained(save_directory, safe_serialization=safe_serialization)
+        pipe.save_pretrained(save_directory)
     finally:
         for name, value in saved.items():
             if value is None:
