@@ -47,8 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup-steps", type=int, default=30)
     p.add_argument("--optim", default="adamw_torch")
-    p.add_argument("--freeze", default="full", choices=["paper", "full", "delta", "lora"],
-                   help="freezing preset (training/sft.py); 'paper' keeps the vision tower frozen")
+    p.add_argument("--freeze", default=None, choices=["paper", "full", "delta", "lora"],
+                   help="freezing preset (training/sft.py); default 'full' from scratch (nothing is pretrained), "
+                        "'paper' (vision tower frozen) with --model")
     p.add_argument("--freeze-batchnorm", action=argparse.BooleanOptionalAction, default=True,
                    help="Δ-encoder BatchNorm on running statistics: N processes train exactly like one")
     p.add_argument("--gradient-checkpointing", action="store_true")
@@ -118,6 +119,7 @@ def motion_qa_split(args, split: str, num_samples: int, tasks: list[str]) -> lis
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    args.freeze = args.freeze or ("paper" if args.model else "full")
     if args.threads:
         torch.set_num_threads(args.threads)
     from transformers import set_seed
@@ -199,9 +201,10 @@ def main(argv=None) -> dict:
             print(json.dumps(results))
         return results
 
-    # Sharded (FSDP) or wrapped models are evaluated from the saved folder; one process keeps the trained object.
-    evaluated = trainer.model
-    if training_args.world_size > 1 or args.freeze == "lora":
+    # Evaluated on the main process only: the unwrapped model (a PeftModel with --freeze lora), or for FSDP, whose
+    # parameters are sharded across processes, the full checkpoint just saved.
+    evaluated = trainer.accelerator.unwrap_model(trainer.model)
+    if "FSDP" in results["distributed_type"]:
         evaluated, _ = load_model_and_processor(args.output_dir)
     eval_kwargs = dict(processor=processor, batch_size=args.eval_batch_size, progress=not args.quiet,
                        cache=collator.cache)
