@@ -197,8 +197,8 @@ def cmd_demo(args) -> int:
 
     started = time.monotonic()
     pipe = _load_pipeline(args.model, args.device, None)
-    meta = _demo_settings(args.model)
-    generator = SyntheticMotionQA(size=tuple(meta["size"]), duration_s=meta["duration_s"], fps=meta["fps"],
+    meta = DEMO_SETTINGS
+    generator = SyntheticMotionQA(size=meta["size"], duration_s=args.duration, fps=meta["fps"],
                                   tasks=tuple(args.task or meta["tasks"]), question_format=meta["question_format"])
     with tempfile.TemporaryDirectory(prefix="cope-demo-") as folder:
         out = Path(args.keep) if args.keep else Path(folder)
@@ -229,16 +229,10 @@ def _same_answer(answer: str, record: dict) -> bool:
                                        normalize_answer(str(record.get("answer_text", record["answer"])), options)}
 
 
-def _demo_settings(model: str | None) -> dict:
-    """Synthetic video settings the model was trained on (the embedded model's metadata when it has some)."""
-    settings = {"size": [64, 64], "duration_s": 4.0, "fps": 10.0, "tasks": ["direction"],
-                "question_format": "mixed"}  # examples/train_motion_qa.py's defaults
-    folder = Path(model) if model else _embedded_model_dir()
-    meta_file = folder / "training_data.json" if folder is not None else None
-    if meta_file is not None and meta_file.is_file():
-        meta = json.loads(meta_file.read_text())
-        settings.update({k: meta[k] for k in settings if k in meta})
-    return settings
+# The embedded model's training data (its model card): 64 px textured clips at 10 fps, 4 s (and 8 s), three tasks,
+# half multiple choice. `demo --model` assumes a model trained the same way.
+DEMO_SETTINGS = {"size": (64, 64), "duration_s": 4.0, "fps": 10.0, "tasks": ("direction", "moving", "camera_pan"),
+                 "question_format": "mixed"}
 
 
 def _config_of(model: str):
@@ -307,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", help="checkpoint folder or Hub id (default: the embedded model)")
     demo.add_argument("--num", type=int, default=3, help="how many videos (default 3)")
     demo.add_argument("--seed", type=int, default=int(time.time()) % 100000, help="default: from the clock")
-    demo.add_argument("--task", action="append", help="synthetic task(s), e.g. direction, camera_pan")
+    demo.add_argument("--task", action="append", help="synthetic task(s): direction, moving, camera_pan (default: all three)")
+    demo.add_argument("--duration", type=float, default=DEMO_SETTINGS["duration_s"], help="seconds per video (4)")
     demo.add_argument("--keep", help="keep the videos in this folder")
     demo.add_argument("--device")
     demo.set_defaults(func=cmd_demo)
