@@ -18,6 +18,7 @@ from transformers import (
 
 from .codec import CodecPrimitives, MotionVectorFrame, extract_primitives, read_motion_vectors, transcode
 from .configuration_cope import CoPEDeltaConfig, CoPEVideoLMConfig, count_video_tokens
+from .embedded import DEFAULT_MODEL_DIR, load_default_model
 from .errors import (
     CorruptVideoError,
     NotAVideoError,
@@ -70,6 +71,7 @@ __all__ = [
     "CoPEVideoLMProcessor",
     "CoPEVideoProcessor",
     "CodecPrimitives",
+    "DEFAULT_MODEL_DIR",
     "CorruptVideoError",
     "MotionVectorFrame",
     "NoVideoStreamError",
@@ -82,6 +84,7 @@ __all__ = [
     "add_cope_special_tokens",
     "count_video_tokens",
     "extract_primitives",
+    "load_default_model",
     "read_motion_vectors",
     "transcode",
 ]
