@@ -217,6 +217,13 @@ def test_transcode_fixed_gop_in_memory(bframe_video, codec):
     assert all(set(f.motion_vectors[:, 0].tolist()) <= {-1} for f in frames)  # one reference, list 0 only
 
 
+def test_mpeg4_qscale_takes_effect(media_dir):
+    """Regression: global_quality alone left the MPEG-4 encoder at qmin (2) whatever qscale said."""
+    src = media_dir / "vid_mpeg4_part2.mp4"
+    sizes = {q: len(transcode(src, codec="mpeg4", fps=5, size=(96, 160), qscale=q)) for q in (2, 12)}
+    assert sizes[12] < 0.6 * sizes[2]
+
+
 def test_transcode_to_file_paper_defaults(bframe_video, tmp_path):
     out = transcode(bframe_video, tmp_path / "paper.mp4")
     assert out == tmp_path / "paper.mp4" and out.stat().st_size > 0

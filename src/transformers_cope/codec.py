@@ -926,8 +926,11 @@ def _configure_encoder(cc, codec: str, width: int, height: int, rate: Fraction, 
         cc.max_b_frames = 0
         cc.qscale = True
         cc.global_quality = int(qscale) * 118  # FF_QP2LAMBDA: the same scale as ffmpeg -q:v
-        # no scene-change I-frames; "strict" lets the GOP exceed mpegvideo's 600-frame cap
-        cc.options = {"sc_threshold": "1000000000", "strict": "-2"}
+        # no scene-change I-frames; "strict" lets the GOP exceed mpegvideo's 600-frame cap. qmin = qmax pins the
+        # quantiser: with a fixed qscale FFmpeg reads it from each frame's quality field (ffmpeg -q:v sets it,
+        # PyAV cannot), so global_quality alone silently gave qmin, 2
+        q = str(int(qscale))
+        cc.options = {"sc_threshold": "1000000000", "strict": "-2", "qmin": q, "qmax": q}
     else:
         raise ValueError(f"codec must be 'libx264' or 'mpeg4', got {codec!r}")
 
@@ -960,7 +963,7 @@ class _Scaler:
 
 
 def transcode(path, output=None, *, codec: str = "libx264", fps: float = 30.0, gop_size: int = 240, size=None,
-              crf: float = 23, preset: str = "medium", qscale: int = 3, encoder_threads: int = 2,
+              crf: float = 23, preset: str = "medium", qscale: int = 2, encoder_threads: int = 2,
               max_pixels: int | None = DEFAULT_MAX_PIXELS, max_frames: int | None = DEFAULT_MAX_FRAMES,
               progress: bool = False):
     """Re-encode `path` in process to an I/P-only MP4 with a fixed GOP (defaults: the paper's 30 fps, GOP 240).
@@ -1373,7 +1376,7 @@ def extract_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_p
                        max_steps: int | None = None, max_frames: int | None = DEFAULT_MAX_FRAMES,
                        max_pixels: int | None = DEFAULT_MAX_PIXELS, return_frames: bool = False,
                        progress: bool = False, codec: str = "mpeg4", codec_fps: float = 10.0,
-                       preset: str = "medium", crf: float = 23, qscale: int = 3, encoder_threads: int = 1,
+                       preset: str = "medium", crf: float = 23, qscale: int = 2, encoder_threads: int = 1,
                        residual_interpolation: str = "bilinear") -> CodecPrimitives:
     """Codec primitives of a video at CoPE-VideoLM's step layout (see CodecPrimitives for the arrays).
 

@@ -424,7 +424,7 @@ _SUBSAMPLED = ("yuv420p", "yuv422p", "yuv420p10le", "yuv422p10le", "yuvj420p", "
 
 
 def render_video(path: str | Path, scene: Scene, *, codec: str = "libx264", fps: float = 30, gop_size: int | None = None,
-                 bframes: int = 0, pix_fmt: str = "yuv420p", crf: int = 18, qscale: int = 3, preset: str = "medium",
+                 bframes: int = 0, pix_fmt: str = "yuv420p", crf: int = 18, qscale: int = 2, preset: str = "medium",
                  seed: int | None = None, threads: int = 1, progress: bool = False) -> Path:
     """Render `scene` and encode it to `path` (container from the suffix, e.g. .mp4) with PyAV; returns the path.
 
@@ -464,7 +464,8 @@ def render_video(path: str | Path, scene: Scene, *, codec: str = "libx264", fps:
             cc.max_b_frames = int(bframes)
             cc.qscale = True
             cc.global_quality = int(qscale) * 118  # FF_QP2LAMBDA: same as ffmpeg -q:v
-            stream.options = {"sc_threshold": "1000000000"}
+            # qmin = qmax pins the quantiser (global_quality alone is not read by the encoder: it gave qmin, 2)
+            stream.options = {"sc_threshold": "1000000000", "qmin": str(int(qscale)), "qmax": str(int(qscale))}
         frames = iter_frames(scene)
         if progress:
             from tqdm.auto import tqdm
