@@ -270,3 +270,25 @@ def test_memory_does_not_grow_with_duration(tmp_path):
             assert p.num_steps == 6
     for mode in ("transcode", "native"):
         assert peaks[16, mode] < 1.25 * peaks[4, mode] + 256 * 1024, peaks
+
+
+# ------------------------------------------------------------------------------------------------- one open
+
+
+@pytest.mark.parametrize("name", ["vid_h264.mp4", "city_cc0.mpg"])
+def test_scan_and_decode_share_one_open(media_dir, monkeypatch, name):
+    """The packet scan's container is rewound for the decode (av.open probes streams: 15-35 ms on these files);
+    when the rewind cannot be verified the file is reopened, with identical results."""
+    from transformers_cope import codec
+
+    opens = []
+    real_open = av.open
+    monkeypatch.setattr(codec.av, "open", lambda *a, **k: opens.append(a[0]) or real_open(*a, **k))
+    kwargs = dict(max_steps=9, size=(64, 96))
+    shared = extract_primitives(media_dir / name, **kwargs)
+    assert len(opens) == 1
+
+    monkeypatch.setattr(codec._Reader, "_rewound", lambda self, container, stream: container.close())
+    reopened = extract_primitives(media_dir / name, **kwargs)
+    assert len(opens) == 3
+    _assert_same(shared, reopened)
