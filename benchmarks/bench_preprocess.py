@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", category=UserWarning)
     from transformers import LlavaOnevisionVideoProcessor, VideoLlama3VideoProcessor
 
-    from transformers_cope.codec import extract_primitives
+    from transformers_cope.codec import extract_primitives, probe_video
     from transformers_cope.video_processing_cope import CoPEVideoProcessor
 
     workdir = args.workdir or default_workdir()
@@ -140,10 +140,8 @@ def main(argv=None) -> int:
 
     rows, speed_rows, cpu_rows = [], [], []
     for path in videos:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            desc = (f"{stream.codec_context.name} {stream.width}x{stream.height}"
-                    f"{' B-frames' if stream.codec_context.has_b_frames else ''}")
+        info = probe_video(path)  # reordered packets, not the decoder's has_b_frames flag (set on I/P MPEG-2)
+        desc = f"{info.codec} {info.width}x{info.height} {'I/P/B' if info.reordered else 'I/P'}"
         prim = extract_primitives(path, **codec_kwargs(ours))
         indices = np.asarray(prim.frame_indices)
         jobs = {
