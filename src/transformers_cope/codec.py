@@ -1456,12 +1456,12 @@ def extract_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_p
         path); transcode costs a decode plus resizing and encoding `codec_fps` small frames per second. Most
         real files (B-frames, frequent keyframes) take the transcode path.
     codec: encoder of the transcode path. "mpeg4" (default; MPEG-4 Part 2 at quantiser `qscale`, half-pel
-        vectors, CoViAR's choice) is ~4x cheaper to encode than libx264 and keeps extraction at or above the
-        speed of a plain RGB decode on every benchmark file; it passes the same ground-truth tests. "libx264"
+        vectors, CoViAR's choice) is ~4x cheaper to encode than libx264 and keeps extraction faster than decoding
+        every frame to RGB (benchmarks/bench_codec.py); it passes the same ground-truth tests. "libx264"
         (`preset`, `crf`; quarter-pel, better on fast motion; "ultrafast" is refused: integer-pel vectors) costs
         0.5-0.7x a plain decode on fast-decoding 720p sources at preset "medium" (benchmarks/bench_codec.py).
     codec_fps: codec frames per second inside Δ windows (transcode). The paper fuses 30; each codec frame costs a
-        resize and an encode, so 10 (the default) is what keeps extraction >= 0.8x a plain decode; fewer frames
+        resize, an encode and a vector decode (~1.5 ms at 224 px), so 10 is the default; fewer frames
         means larger per-frame motion for the encoder's search and fewer intra-flagged chains. Ground-truth tests
         pass at 5, 10 and 30; raise it for very fast motion.
     size: int (short side, aspect kept, multiples of 16) | (H, W) exact | None (source size). Transcode rounds
