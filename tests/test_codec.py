@@ -277,8 +277,9 @@ def test_memory_does_not_grow_with_duration(tmp_path):
 
 @pytest.mark.parametrize("name", ["vid_h264.mp4", "city_cc0.mpg"])
 def test_scan_and_decode_share_one_open(media_dir, monkeypatch, name):
-    """The packet scan's container is rewound for the decode (av.open probes streams: 15-35 ms on these files);
-    when the rewind cannot be verified the file is reopened, with identical results."""
+    """The packet scan's container is rewound for the decode (av.open probes streams: 15-35 ms on these files) in
+    extract_primitives, read_motion_vectors and transcode; when the rewind cannot be verified the file is
+    reopened, with identical results."""
     from transformers_cope import codec
 
     opens = []
@@ -288,7 +289,13 @@ def test_scan_and_decode_share_one_open(media_dir, monkeypatch, name):
     shared = extract_primitives(media_dir / name, **kwargs)
     assert len(opens) == 1
 
+    del opens[:]
+    assert len(list(read_motion_vectors(media_dir / name))) > 0 and len(opens) == 1
+    transcode(media_dir / name, codec="mpeg4", fps=2, size=(64, 96))
+    assert len(opens) == 3  # the source once, the in-memory MP4 it writes once
+
+    del opens[:]
     monkeypatch.setattr(codec._Reader, "_rewound", lambda self, container, stream: container.close())
     reopened = extract_primitives(media_dir / name, **kwargs)
-    assert len(opens) == 3
+    assert len(opens) == 2
     _assert_same(shared, reopened)

@@ -417,7 +417,8 @@ class _Reader:
     Why: av.open probes the streams (FFmpeg decodes frames to find their parameters), which took 15-35 ms on the
     H.264 and MPEG-2 media files, a tenth of the whole extraction on short clips. After the scan the container is
     rewound and handed out once, but only if its first packet is the scan's first packet; otherwise, and for
-    every later decode (native mode falling back to transcode), the file is opened again."""
+    every later decode (native mode falling back to transcode), the file is opened again. Use it as a context
+    manager: a container never handed out is closed on exit."""
 
     def __init__(self, src, max_pixels: int | None, max_frames: int | None):
         self.src = src
@@ -449,7 +450,10 @@ class _Reader:
         container, stream = _open(self.src)
         return container, stream, container.demux(stream)
 
-    def close(self) -> None:
+    def __enter__(self) -> "_Reader":
+        return self
+
+    def __exit__(self, *exc) -> None:
         if self._kept is not None:
             self._kept[0].close()
             self._kept = None
@@ -467,9 +471,8 @@ def _warn_truncated(src, info: VideoInfo) -> bool:
     return True
 
 
-def _decoded_frames(src, container, stream, *, max_frames: int | None, max_pixels: int | None,
-                    progress=None, warned: bool = False, skipping: bool = False,
-                    packet_iter: Iterator | None = None) -> Iterator[av.VideoFrame]:
+def _decoded_frames(src, packets: Iterator, stream, *, max_frames: int | None, max_pixels: int | None,
+                    progress=None, warned: bool = False, skipping: bool = False) -> Iterator[av.VideoFrame]:
     """Decode packet by packet so that damage costs only the damaged part.
 
     A TruncatedVideoWarning is issued when demuxing fails midway, when a packet fails to decode (it is skipped),
@@ -478,21 +481,20 @@ def _decoded_frames(src, container, stream, *, max_frames: int | None, max_pixel
     frames is a CorruptVideoError.
     """
     n = 0
-    packets = 0
+    read = 0
     failed = 0
     first_error = None
     stopped = None
-    demux = container.demux(stream) if packet_iter is None else packet_iter
     while True:
         try:
-            pkt = next(demux)
+            pkt = next(packets)
         except StopIteration:
             break
         except av.error.FFmpegError as e:
             stopped = first_error = first_error or e
             break
         if pkt.size:
-            packets += 1
+            read += 1
         try:
             frames = pkt.decode()
         except NotImplementedError as e:
@@ -513,17 +515,17 @@ def _decoded_frames(src, container, stream, *, max_frames: int | None, max_pixel
             yield f
     if n == 0:
         why = f" ({first_error})" if first_error is not None else ""
-        raise CorruptVideoError(src, f"no frame could be decoded from {packets} packets{why}")
+        raise CorruptVideoError(src, f"no frame could be decoded from {read} packets{why}")
     promised = int(stream.frames or 0)
     problems = []
     if stopped is not None:
         problems.append(f"reading stopped with an error ({stopped})")
     if failed:
         problems.append(f"{failed} packet(s) failed to decode ({first_error})")
-    if n < packets and not skipping:
-        problems.append(f"only {n} of {packets} packets decoded to frames")
-    if promised > packets and stopped is None:
-        problems.append(f"the index lists {promised} frames but only {packets} packets could be read")
+    if n < read and not skipping:
+        problems.append(f"only {n} of {read} packets decoded to frames")
+    if promised > read and stopped is None:
+        problems.append(f"the index lists {promised} frames but only {read} packets could be read")
     if problems and not warned:
         warnings.warn(f"{_describe(src)}: truncated or damaged video: {'; '.join(problems)}; using the {n} frames "
                       f"that decoded", TruncatedVideoWarning, stacklevel=3)
@@ -576,15 +578,16 @@ def read_motion_vectors(path, *, thread_type: str | None = None, max_pixels: int
     and "SLICE" otherwise, because frame threading makes exported vectors differ from run to run on H.264
     streams with B-frames; I/P streams are bit-identical under every threading mode.
     """
-    info = probe_video(path, max_pixels=max_pixels, max_frames=max_frames)
+    with _Reader(path, max_pixels, max_frames) as reader:
+        info = reader.info
+        warned = _warn_truncated(path, info)
+        container, stream, packets = reader.open()
     if thread_type is None:
         thread_type = "AUTO" if info.reordered is False else "SLICE"
-    warned = _warn_truncated(path, info)
-    container, stream = _open(path)
     try:
         stream.thread_type = thread_type
         stream.codec_context.options = {"flags2": "+export_mvs"}
-        frames = _decoded_frames(path, container, stream, max_frames=max_frames, max_pixels=max_pixels,
+        frames = _decoded_frames(path, packets, stream, max_frames=max_frames, max_pixels=max_pixels,
                                  warned=warned)
         for i, t, f in _timed(frames, info.fps):
             table = _mv_table(f)
@@ -1031,17 +1034,18 @@ def transcode(path, output=None, *, codec: str = "libx264", fps: float = 30.0, g
     """
     if fps <= 0 or gop_size < 1:
         raise ValueError(f"need fps > 0 and gop_size >= 1, got fps={fps}, gop_size={gop_size}")
-    info = probe_video(path, max_pixels=max_pixels, max_frames=max_frames)
-    first = info.first_time if info.first_time is not None else 0.0
-    last = info.last_time if info.last_time is not None else first + (info.num_packets - 1) / info.fps
-    n_out = _grid_steps(first, last, fps)
-    if max_frames is not None and n_out > max_frames:
-        raise VideoTooLargeError(path, f"{n_out} output frames at fps={fps} over {last - first:.0f} s of timestamps "
-                                       f"exceed max_frames={max_frames}")
+    with _Reader(path, max_pixels, max_frames) as reader:
+        info = reader.info
+        first = info.first_time if info.first_time is not None else 0.0
+        last = info.last_time if info.last_time is not None else first + (info.num_packets - 1) / info.fps
+        n_out = _grid_steps(first, last, fps)
+        if max_frames is not None and n_out > max_frames:
+            raise VideoTooLargeError(path, f"{n_out} output frames at fps={fps} over {last - first:.0f} s of "
+                                           f"timestamps exceed max_frames={max_frames}")
+        warned = _warn_truncated(path, info)
+        container, stream, packets = reader.open()
     times = _step_times(first, last, fps, None)
     rate = Fraction(fps).limit_denominator(1001)
-    warned = _warn_truncated(path, info)
-    container, stream = _open(path)
     target = io.BytesIO() if output is None else os.fspath(output)
     bar = _progress(progress, info.num_packets, f"transcode {_describe(path)}")
     try:
@@ -1052,7 +1056,7 @@ def transcode(path, output=None, *, codec: str = "libx264", fps: float = 30.0, g
             ostream = out.add_stream(codec, rate=rate)
             hw = None
             scale = _Scaler()
-            frames = _decoded_frames(path, container, stream, max_frames=max_frames, max_pixels=max_pixels,
+            frames = _decoded_frames(path, packets, stream, max_frames=max_frames, max_pixels=max_pixels,
                                      progress=bar, warned=warned)
             for _, _, f, targets in _sampled(_timed(frames, info.fps), _Sampler(times), info.fps):
                 if not len(targets):
@@ -1261,8 +1265,8 @@ def _extract_native(src, info, times, types, out_spec, make_steps, *, reader, ma
     try:
         stream.thread_type = "AUTO" if info.reordered is False else "SLICE"
         stream.codec_context.options = {"flags2": "+export_mvs"}
-        frames = _decoded_frames(src, container, stream, max_frames=max_frames, max_pixels=max_pixels,
-                                 progress=bar, warned=warned, packet_iter=packets)
+        frames = _decoded_frames(src, packets, stream, max_frames=max_frames, max_pixels=max_pixels,
+                                 progress=bar, warned=warned)
         k_next = 0  # steps assigned so far: the next step decides whether this frame's vectors are fused
         for idx, t, f, targets in _sampled(_timed(frames, info.fps), _Sampler(times), info.fps):
             ftype = _frame_type(f)
@@ -1409,8 +1413,8 @@ def _extract_transcode(src, info, times, types, out_spec, make_steps, *, reader,
         stream.thread_type = "AUTO"  # pixels only: frame threading is deterministic for them
         if skipping:
             stream.codec_context.skip_frame = "NONREF"
-        frames = _decoded_frames(src, container, stream, max_frames=max_frames, max_pixels=max_pixels,
-                                 progress=bar, warned=warned, skipping=skipping, packet_iter=packets)
+        frames = _decoded_frames(src, packets, stream, max_frames=max_frames, max_pixels=max_pixels,
+                                 progress=bar, warned=warned, skipping=skipping)
         timed = _timed(frames, info.fps, info.frame_pts if skipping else None)
         for idx, t, f, targets in _sampled(timed, _Sampler(np.asarray(tt)), info.fps):
             if len(targets):
@@ -1490,8 +1494,7 @@ def extract_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_p
         raise ValueError("preset='ultrafast' gives integer-pel vectors only; use 'superfast' or slower")
     step_frame_types(1, gop_size, keyframes_per_gop)  # validates
 
-    reader = _Reader(path, max_pixels, max_frames)  # the scan; the same open container decodes afterwards
-    try:
+    with _Reader(path, max_pixels, max_frames) as reader:  # the scan; its open container decodes afterwards
         info = reader.info
         first = info.first_time if info.first_time is not None else 0.0
         last = info.last_time if info.last_time is not None else first + (info.num_packets - 1) / info.fps
@@ -1530,5 +1533,3 @@ def extract_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_p
         enc_kwargs = dict(preset=preset, crf=crf, qscale=qscale, threads=encoder_threads)
         return _extract_transcode(path, info, times, types, size, make_steps, codec=codec, codec_fps=codec_fps,
                                   enc_kwargs=enc_kwargs, **common)
-    finally:
-        reader.close()
