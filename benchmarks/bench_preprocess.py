@@ -82,9 +82,7 @@ def hf_pipeline(processor, path: Path, indices: np.ndarray, with_metadata: bool)
 
 def codec_kwargs(vp) -> dict:
     """The `extract_primitives` arguments that the processor uses at its defaults."""
-    return dict(fps=vp.fps, gop_size=vp.gop_size, keyframes_per_gop=vp.keyframes_per_gop, mode=vp.codec_mode,
-                size=(vp.codec_size, vp.codec_size), mv_block=vp.mv_block, residual_scale=vp.residual_scale,
-                max_steps=vp.max_steps)
+    return vp._codec_kwargs(vp._options({}))
 
 
 def parse_args(argv=None):

@@ -1,4 +1,4 @@
-"""Smoke test of the benchmark scripts: both run end to end in --quick mode and print their tables.
+"""Smoke test of the benchmark scripts: they run end to end in --quick mode and print their tables.
 
 No timing assertions (shared CI machines are noisy); only that the scripts work from this checkout and that every
 expected row and section is printed.
@@ -20,7 +20,7 @@ def outputs(tmp_path_factory):
     procs = {
         name: subprocess.Popen([sys.executable, str(BENCH / name), "--quick", "--workdir", str(workdir)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for name in ("bench_ttft.py", "bench_preprocess.py")
+        for name in ("bench_ttft.py", "bench_preprocess.py", "bench_transcode_quality.py")
     }
     out = {}
     for name, proc in procs.items():
@@ -81,3 +81,12 @@ def test_bench_preprocess_quick(outputs):
     assert len(rows[0]) == 8  # video, source, frames + five methods
     speed = table_rows(out, "## Speed ratios")
     assert len(speed) == 1 and all(cell.endswith("x") for cell in speed[0][1:])
+
+
+def test_bench_transcode_quality_quick(outputs):
+    rows = table_rows(outputs["bench_transcode_quality.py"], "transcode (MPEG-4 Part 2")
+    assert [r[1] for r in rows] == ["30", "5"]
+    for row in rows:
+        assert 0.0 < float(row[2]) < 1.0  # motion compensation leaves less than the plain frame difference
+        assert 0.0 <= float(row[3]) <= 1.0
+    assert rows[0][4] == "-" and "/" in rows[1][4]

@@ -102,6 +102,17 @@ def test_primitives_input_matches_path(synthetic_video):
         synthetic_video, primitives, str(synthetic_video)]
 
 
+def test_codec_fps_reaches_the_transcoder(synthetic_video):
+    vp = build_tiny_video_processor(fps=4.0, codec_mode="transcode", codec_fps=30.0)
+    kwargs = vp._codec_kwargs(vp._options({}))
+    assert kwargs["codec_fps"] == 30.0
+    fine = vp(synthetic_video)
+    assert_same(fine, vp(extract_primitives(synthetic_video, **kwargs)))
+    # 4 steps per second: at 30 codec frames per second each Δ window fuses ~7 frames, at 4 only the step itself
+    coarse = vp(synthetic_video, codec_fps=4.0)
+    assert not torch.equal(fine["delta_residuals"], coarse["delta_residuals"])
+
+
 def test_normalisation_is_exact():
     keyframes = np.zeros((2, 64, 64, 3), np.uint8)
     keyframes[1] = 255
@@ -180,11 +191,12 @@ def test_threads_match_sequential(synthetic_video):
 
 
 def test_save_load_keeps_knobs(tmp_path):
-    vp = build_tiny_video_processor(keyframes_per_gop=4, max_steps=None, mv_clip=2.5, use_token_compression=True)
+    vp = build_tiny_video_processor(keyframes_per_gop=4, max_steps=None, mv_clip=2.5, use_token_compression=True,
+                                    codec_fps=7.5)
     vp.save_pretrained(tmp_path)
     loaded = CoPEVideoProcessor.from_pretrained(tmp_path)
     for key in ("keyframes_per_gop", "max_steps", "mv_clip", "use_token_compression", "codec_size", "patch_size",
-                "pooling", "residual_std", "mv_normalizer", "gop_size", "fps"):
+                "pooling", "residual_std", "mv_normalizer", "gop_size", "fps", "codec_fps"):
         assert getattr(loaded, key) == getattr(vp, key), key
     assert loaded.max_steps is None
     assert dict(loaded.size) == TINY_VIDEO_PROCESSOR["size"]

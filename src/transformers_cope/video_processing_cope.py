@@ -30,6 +30,7 @@ class CoPEVideosKwargs(VideosKwargs, total=False):
     gop_size / keyframes_per_gop: steps per GOP and how many of them are RGB keyframes ("I"); the rest are Δ steps.
     codec_size: side of the square frames the codec layer extracts (MV grid = codec_size // mv_block).
     codec_mode: "auto" | "transcode" | "native" (see `extract_primitives`).
+    codec_fps: codec frames per second the transcode path re-encodes inside each Δ window (see `extract_primitives`).
     mv_block, residual_scale: MV cell size in pixels; residual resolution relative to codec_size.
     mv_normalizer, mv_clip: motion vectors are divided by mv_normalizer and clipped to +-mv_clip.
     residual_std: residuals are divided by 255 and then by residual_std.
@@ -45,6 +46,7 @@ class CoPEVideosKwargs(VideosKwargs, total=False):
     keyframes_per_gop: int
     codec_size: int
     codec_mode: str
+    codec_fps: float
     mv_block: int
     residual_scale: float
     mv_normalizer: float
@@ -113,6 +115,7 @@ class CoPEVideoProcessor(BaseVideoProcessor):
     keyframes_per_gop = 1
     codec_size = 224
     codec_mode = "auto"
+    codec_fps = 5.0
     mv_block = 16
     residual_scale = 0.25
     mv_normalizer = 20.0
@@ -177,6 +180,7 @@ class CoPEVideoProcessor(BaseVideoProcessor):
             "keyframes_per_gop": int(options["keyframes_per_gop"]),
             "mode": options["codec_mode"],
             "size": (int(options["codec_size"]), int(options["codec_size"])),
+            "codec_fps": float(options["codec_fps"]),
             "mv_block": int(options["mv_block"]),
             "residual_scale": float(options["residual_scale"]),
             "max_steps": None if max_steps is None else int(max_steps),
