@@ -109,6 +109,32 @@ def test_extract_real_mpeg4_transcode_deterministic(media_dir):
     _assert_same(*runs)
 
 
+@pytest.mark.parametrize("mode", ["transcode", "native"])
+def test_decoder_threads_do_not_change_outputs(media_dir, monkeypatch, mode):
+    """MPEG-4 Part 2 at 720p decodes on one thread (the codec worker gets the other core); forcing the threaded
+    decoder instead gives the same arrays bit for bit."""
+    import warnings
+
+    from transformers_cope import codec
+
+    threads = []
+    original = codec._set_decoder_threads
+
+    def spy(stream, info, thread_type):
+        original(stream, info, thread_type)
+        threads.append(stream.codec_context.thread_count)
+
+    monkeypatch.setattr(codec, "_set_decoder_threads", spy)
+    path = media_dir / "vid_mpeg4_part2.mp4"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # native: steps with a codec keyframe inside are all intra
+        single = extract_primitives(path, mode=mode, max_steps=5, size=(64, 64))
+        monkeypatch.setattr(codec, "_SINGLE_THREAD_MAX_PIXELS", 0)
+        threaded = extract_primitives(path, mode=mode, max_steps=5, size=(64, 64))
+    assert threads[0] == 1 and threads[1] != 1
+    _assert_same(single, threaded)
+
+
 def test_auto_mode_choice(media_dir):
     # steps every 2 s with an "I" step at 10 s: the keyframe at 8.4 s opens a GOP, none falls inside a window,
     # H.264 with one reference frame and no B-frames -> the file's own P-frames are used

@@ -74,6 +74,13 @@ __all__ = [
 MV_COLUMNS = ("source", "w", "h", "src_x", "src_y", "dst_x", "dst_y", "motion_x", "motion_y", "motion_scale")
 # Decoders whose frames carry MOTION_VECTORS side data (measured with PyAV 18; hevc, vp8, vp9, av1 export none).
 MV_EXPORTING_CODECS = frozenset({"h264", "mpeg4", "mpeg2video", "h263"})
+# MPEG-1/2, MPEG-4 Part 2 and H.263-family decoders gain nothing from threads up to 720p on two cores: one
+# thread decoded 405p MPEG-2 in 211 ms (slice threads: 254) and 720p MPEG-4 Part 2 in 396 ms (frame threads: 383
+# ms, but 1.5 cores). Decoding them on one thread leaves the other core to the codec worker. At 1080p threads pay
+# (MPEG-4 Part 2: 903 vs 1203 ms), and H.264 gains from them at every size.
+_SINGLE_THREAD_DECODERS = frozenset({"mpeg1video", "mpeg2video", "mpeg4", "h263", "h263p", "msmpeg4v1", "msmpeg4v2",
+                                     "msmpeg4v3", "wmv1", "wmv2", "flv1"})
+_SINGLE_THREAD_MAX_PIXELS = 1280 * 720
 DEFAULT_MAX_PIXELS = 4096 * 4096  # per frame; 4K/DCI 4K pass, 8K must be allowed explicitly
 DEFAULT_MAX_FRAMES = 500_000  # decoded frames: ~4.6 h at 30 fps
 _CELL = 8  # FFmpeg exports 16x16, 16x8, 8x16 and 8x8 blocks: an 8-px grid is the finest that carries information
@@ -529,6 +536,15 @@ def _decoded_frames(src, packets: Iterator, stream, *, max_frames: int | None, m
     if problems and not warned:
         warnings.warn(f"{_describe(src)}: truncated or damaged video: {'; '.join(problems)}; using the {n} frames "
                       f"that decoded", TruncatedVideoWarning, stacklevel=3)
+
+
+def _set_decoder_threads(stream, info: VideoInfo, thread_type: str) -> None:
+    """`thread_type` for the source decoder, or one thread where threads do not pay (see _SINGLE_THREAD_DECODERS).
+    Decoded pixels and I/P motion vectors do not depend on the threading."""
+    if info.codec in _SINGLE_THREAD_DECODERS and info.width * info.height <= _SINGLE_THREAD_MAX_PIXELS:
+        stream.codec_context.thread_count = 1
+    else:
+        stream.thread_type = thread_type
 
 
 def _frame_type(frame) -> str:
@@ -1263,7 +1279,7 @@ def _extract_native(src, info, times, types, out_spec, make_steps, *, reader, ma
                 fuser.reset()
 
     try:
-        stream.thread_type = "AUTO" if info.reordered is False else "SLICE"
+        _set_decoder_threads(stream, info, "AUTO" if info.reordered is False else "SLICE")
         stream.codec_context.options = {"flags2": "+export_mvs"}
         frames = _decoded_frames(src, packets, stream, max_frames=max_frames, max_pixels=max_pixels,
                                  progress=bar, warned=warned)
@@ -1410,7 +1426,7 @@ def _extract_transcode(src, info, times, types, out_spec, make_steps, *, reader,
     # skips them (measured ~40% less decode work on x264 files with B-frames), the rest are still >= codec_fps.
     skipping = bool(info.reordered) and codec_fps * 2 <= info.fps
     try:
-        stream.thread_type = "AUTO"  # pixels only: frame threading is deterministic for them
+        _set_decoder_threads(stream, info, "AUTO")  # pixels only: frame threading is deterministic for them
         if skipping:
             stream.codec_context.skip_frame = "NONREF"
         frames = _decoded_frames(src, packets, stream, max_frames=max_frames, max_pixels=max_pixels,
@@ -1473,8 +1489,8 @@ def extract_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_p
         pass at 5, 10 and 30.
     size: int (short side, aspect kept, multiples of 16) | (H, W) exact | None (source size). Transcode rounds
         odd sides down to even.
-    Determinism: identical arrays bit for bit across runs. Transcode decodes pixels with frame threads (decoded
-        pixels do not depend on threading), encodes with a fixed thread count and x264's mbtree off (it made
+    Determinism: identical arrays bit for bit across runs. Transcode decodes pixels with frame threads, or one
+        thread for cheap MPEG-1/2/4 Part 2 decodes up to 720p (decoded pixels do not depend on threading), encodes with a fixed thread count and x264's mbtree off (it made
         x264's output vary between identical runs); native mode uses frame threads only on streams without
         B-frames, whose exported vectors are identical under any threading.
     Caps: `max_pixels` (per frame, checked from the stream header before decoding), `max_frames` (decoded frames;
