@@ -325,3 +325,18 @@ def test_scan_and_decode_share_one_open(media_dir, monkeypatch, name):
     reopened = extract_primitives(media_dir / name, **kwargs)
     assert len(opens) == 2
     _assert_same(shared, reopened)
+
+
+@pytest.mark.parametrize("hw, res_hw", [((224, 224), (56, 56)), ((96, 128), (24, 32)), ((224, 400), (56, 100)),
+                                        ((64, 64), (8, 8)), ((60, 90), (16, 24))])
+def test_residual_downscale_fast_path_is_exact(hw, res_hw):
+    """The integer block mean used for whole-number ratios equals the float area pool bit for bit."""
+    from transformers_cope.codec import _area_pool, _Residual
+
+    rng = np.random.default_rng(0)
+    residual = _Residual(hw, res_hw, "bilinear")
+    for rgb in (rng.integers(0, 256, (*hw, 3), dtype=np.uint8), np.full((*hw, 3), 255, np.uint8)):
+        expected = _area_pool(np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32), *res_hw)
+        got = residual.small(rgb)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)

