@@ -340,3 +340,43 @@ def test_residual_downscale_fast_path_is_exact(hw, res_hw):
         got = residual.small(rgb)
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("layout", [dict(fps=1.0), dict(fps=2.0, keyframes_per_gop=8), dict(fps=3.0, codec_fps=9.0)])
+def test_gop_tails_after_the_last_sampled_frame_are_not_decoded(media_dir, monkeypatch, layout):
+    """city_cc0.mpg is MPEG-2 I/P with a keyframe every 12 frames: the frames of a GOP after its last sampled
+    frame are read but not decoded, and the outputs are those of the full decode bit for bit."""
+    from transformers_cope import codec
+
+    path = media_dir / "city_cc0.mpg"
+    kwargs = dict(mode="transcode", size=(64, 96), return_frames=True, **layout)
+    dropped = []
+    original = codec._gop_tail_filter
+
+    def counting(info, targets):
+        keep = original(info, targets)
+        if keep is None:
+            return None
+
+        def counted(pkt):
+            kept = keep(pkt)
+            dropped.append(not kept)
+            return kept
+        return counted
+
+    monkeypatch.setattr(codec, "_gop_tail_filter", counting)
+    skipped = extract_primitives(path, **kwargs)
+    assert 0 < sum(dropped) < len(dropped)
+    monkeypatch.setattr(codec, "_gop_tail_filter", lambda info, targets: None)
+    full = extract_primitives(path, **kwargs)
+    _assert_same(skipped, full)
+    np.testing.assert_array_equal(skipped.frames, full.frames)
+    np.testing.assert_array_equal(skipped.frame_indices, full.frame_indices)
+
+
+def test_gop_tail_filter_only_for_refreshing_ip_streams(media_dir):
+    from transformers_cope.codec import _gop_tail_filter
+
+    targets = np.arange(0.0, 5.0, 0.2)
+    assert _gop_tail_filter(probe_video(media_dir / "city_cc0.mpg"), targets) is not None
+    assert _gop_tail_filter(probe_video(media_dir / "vid_h264.mp4"), targets) is None  # H.264: not a refresh codec
