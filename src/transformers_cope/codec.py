@@ -74,10 +74,10 @@ __all__ = [
 MV_COLUMNS = ("source", "w", "h", "src_x", "src_y", "dst_x", "dst_y", "motion_x", "motion_y", "motion_scale")
 # Decoders whose frames carry MOTION_VECTORS side data (measured with PyAV 18; hevc, vp8, vp9, av1 export none).
 MV_EXPORTING_CODECS = frozenset({"h264", "mpeg4", "mpeg2video", "h263"})
-# MPEG-1/2, MPEG-4 Part 2 and H.263-family decoders gain nothing from threads up to 720p on two cores: one
-# thread decoded 405p MPEG-2 in 211 ms (slice threads: 254) and 720p MPEG-4 Part 2 in 396 ms (frame threads: 383
-# ms, but 1.5 cores). Decoding them on one thread leaves the other core to the codec worker. At 1080p threads pay
-# (MPEG-4 Part 2: 903 vs 1203 ms), and H.264 gains from them at every size.
+# MPEG-1/2, MPEG-4 Part 2 and H.263-family decoders gain little from threads up to 720p on two cores: one thread
+# decoded 405p MPEG-2 in 171-211 ms (slice threads: 153-254 ms across runs) and 720p MPEG-4 Part 2 in 396 ms (frame
+# threads: 383 ms on 1.5 cores). Decoding them on one thread leaves the other core to the codec worker. At 1080p
+# threads pay (MPEG-4 Part 2: 903 vs 1203 ms), and H.264 gains from them at every size.
 _SINGLE_THREAD_DECODERS = frozenset({"mpeg1video", "mpeg2video", "mpeg4", "h263", "h263p", "msmpeg4v1", "msmpeg4v2",
                                      "msmpeg4v3", "wmv1", "wmv2", "flv1"})
 _SINGLE_THREAD_MAX_PIXELS = 1280 * 720
@@ -1545,8 +1545,8 @@ def extract_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_p
         resize, an encode, a vector decode and a fusion (~2 ms at 224 px), and every hop adds half-pel rounding
         and resampling drift to the fused chain: on the real clips in benchmarks/ the motion-compensated residual
         kept 0.61-0.78 of the frame difference's energy at 5, 0.64-0.80 at 10 and 0.80-0.84 at 30, so 5 is the
-        default. Fewer frames means larger per-frame motion for the encoder's search: at 5 a pan of more than
-        ~40 px per codec frame (~200 px/s at 224 px) is lost to intra; raise it for such motion. Ground-truth tests
+        default. Fewer frames means larger per-frame motion for the encoder's search: a rendered pan of 45 px per
+        codec frame was recovered exactly, one of 60 px was lost to intra; raise it for such motion. Ground-truth tests
         pass at 5, 10 and 30.
     size: int (short side, aspect kept, multiples of 16) | (H, W) exact | None (source size). Transcode rounds
         odd sides down to even.
