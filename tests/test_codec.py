@@ -380,3 +380,21 @@ def test_gop_tail_filter_only_for_refreshing_ip_streams(media_dir):
     targets = np.arange(0.0, 5.0, 0.2)
     assert _gop_tail_filter(probe_video(media_dir / "city_cc0.mpg"), targets) is not None
     assert _gop_tail_filter(probe_video(media_dir / "vid_h264.mp4"), targets) is None  # H.264: not a refresh codec
+
+
+@pytest.mark.parametrize("mode", ["transcode", "native"])
+def test_keyframes_at_their_own_size(media_dir, mode):
+    """keyframe_size scales the "I" steps from the source frame; the Δ steps are those of the codec size."""
+    import warnings
+
+    path = media_dir / "vid_mpeg4_part2.mp4"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # native: keyframes inside windows make those steps intra
+        base = extract_primitives(path, mode=mode, max_steps=9, size=(64, 64))
+        big = extract_primitives(path, mode=mode, max_steps=9, size=(64, 64), keyframe_size=(96, 128))
+    assert big.frame_size == (64, 64) and big.keyframes.shape == (2, 96, 128, 3)
+    for name in ("motion_vectors", "intra_masks", "residuals", "frame_indices"):
+        np.testing.assert_array_equal(getattr(big, name), getattr(base, name))
+    # the same pictures: the large keyframes averaged down match the codec-size ones
+    resized = av.VideoFrame.from_ndarray(big.keyframes[0], format="rgb24").reformat(64, 64, interpolation="AREA")
+    assert np.abs(resized.to_ndarray().astype(int) - base.keyframes[0].astype(int)).mean() < 3.0

@@ -113,6 +113,20 @@ def test_codec_fps_reaches_the_transcoder(synthetic_video):
     assert not torch.equal(fine["delta_residuals"], coarse["delta_residuals"])
 
 
+def test_keyframes_come_from_the_source_frame_at_the_vision_size(synthetic_video):
+    """Keyframes larger than the codec frames are scaled from the source, not the 64 px codec frame upsampled."""
+    vp = build_tiny_video_processor(size={"height": 96, "width": 96}, codec_size=64)
+    kwargs = vp._codec_kwargs(vp._options({}))
+    assert kwargs["keyframe_size"] == (96, 96) and kwargs["size"] == (64, 64)
+    out = vp(synthetic_video)
+    assert out["pixel_values_videos"].shape[-2:] == (96, 96)
+    assert_same(out, vp(extract_primitives(synthetic_video, **kwargs)))
+    upsampled = vp(extract_primitives(synthetic_video, **{**kwargs, "keyframe_size": None}))
+    assert upsampled["pixel_values_videos"].shape == out["pixel_values_videos"].shape
+    assert not torch.equal(upsampled["pixel_values_videos"], out["pixel_values_videos"])
+    assert torch.equal(upsampled["delta_residuals"], out["delta_residuals"])
+
+
 def test_normalisation_is_exact():
     keyframes = np.zeros((2, 64, 64, 3), np.uint8)
     keyframes[1] = 255

@@ -111,7 +111,7 @@ class CodecPrimitives:
     """Codec primitives of one video at the step layout (see `extract_primitives`).
 
     frame_types: one letter per step, "I" (RGB keyframe) or "P" (Δ step), e.g. "IPPPPPPPIPPPPPPP".
-    keyframes: uint8 (n_I, H, W, 3) RGB at `frame_size`.
+    keyframes: uint8 (n_I, Hk, Wk, 3) RGB at `frame_size`, or at extract_primitives' `keyframe_size` if given.
     motion_vectors: float32 (n_P, 2, Hg, Wg) content displacement in pixels of the H x W frames from the reference
         step (the previous step) to this step, fused over every codec frame in between; ch0 x (right +), ch1 y
         (down +); Hg = H // mv_block.
@@ -1041,17 +1041,18 @@ def _encodable(frame: av.VideoFrame, pts: int, rate: Fraction) -> av.VideoFrame:
 
 class _Scaler:
     """Area-averaged resize (no aliasing for the encoder's motion search), one swscale context per output format
-    kept for the whole video: building a context per frame cost 0.25 ms of 0.7 ms per 720p -> 224 px frame.
+    and size kept for the whole video: building a context per frame cost 0.25 ms of 0.7 ms per 720p -> 224 px
+    frame.
     One swscale thread: its automatic threading costs more than it saves on small outputs next to the decoder's
     own threads."""
 
     def __init__(self):
-        self.reformatters: dict[str, av.video.reformatter.VideoReformatter] = {}
+        self.reformatters: dict[tuple, av.video.reformatter.VideoReformatter] = {}
 
     def __call__(self, frame: av.VideoFrame, hw: tuple[int, int], fmt: str) -> av.VideoFrame:
-        r = self.reformatters.get(fmt)
+        r = self.reformatters.get((fmt, hw))
         if r is None:
-            r = self.reformatters[fmt] = av.video.reformatter.VideoReformatter()
+            r = self.reformatters[(fmt, hw)] = av.video.reformatter.VideoReformatter()
         try:
             return r.reformat(frame, width=hw[1], height=hw[0], format=fmt, interpolation="AREA", threads=1)
         except (ValueError, av.error.FFmpegError) as e:
@@ -1177,9 +1178,11 @@ class _NeedTranscode(Exception):
 class _Steps:
     """Collects the outputs step by step; keeps only the reference step's small frame besides the outputs."""
 
-    def __init__(self, types: str, out_hw, res_hw, mv_block: int, interpolation: str, return_frames: bool):
+    def __init__(self, types: str, out_hw, res_hw, mv_block: int, interpolation: str, return_frames: bool,
+                 key_hw=None):
         self.types = types
         self.out_hw = out_hw
+        self.key_hw = key_hw or out_hw  # keyframes: scaled from the source frame when this differs from out_hw
         self.mv_block = mv_block
         self.residual = _Residual(out_hw, res_hw, interpolation)
         self.return_frames = return_frames
@@ -1189,7 +1192,8 @@ class _Steps:
         self.small = {}
         self.finalized = 0  # number of steps whose outputs are complete
 
-    def record(self, k: int, rgb: np.ndarray, time: float, index: int) -> None:
+    def record(self, k: int, rgb: np.ndarray, time: float, index: int, frame=None, scale=None) -> None:
+        """Step k's frame at out_hw (`rgb`); an "I" step at a different key_hw is scaled from the source `frame`."""
         assert k == len(self.produced)
         t = self.types[k]
         self.produced.append(t)
@@ -1197,7 +1201,8 @@ class _Steps:
         self.indices.append(index)
         if t == "I":
             assert k == self.finalized, "Δ steps before a keyframe must be complete"
-            self.keyframes.append(rgb)
+            same = self.key_hw == self.out_hw
+            self.keyframes.append(rgb if same else scale(frame, self.key_hw, "rgb24").to_ndarray())
         if self.return_frames:
             self.frames.append(rgb)
         if k + 1 < len(self.types) and self.types[k + 1] == "P" or t == "P":
@@ -1226,7 +1231,7 @@ class _Steps:
         n_p = len(self.motion)
         return CodecPrimitives(
             frame_types="".join(self.produced[:self.finalized]),
-            keyframes=np.stack(self.keyframes) if self.keyframes else np.zeros((0, h, w, 3), np.uint8),
+            keyframes=np.stack(self.keyframes) if self.keyframes else np.zeros((0, *self.key_hw, 3), np.uint8),
             motion_vectors=np.stack(self.motion) if n_p else np.zeros((0, 2, hg, wg), np.float32),
             intra_masks=np.stack(self.masks) if n_p else np.zeros((0, hg, wg), bool),
             residuals=np.stack(self.residuals) if n_p else np.zeros((0, 3, hr, wr), np.float32),
@@ -1281,7 +1286,7 @@ def _extract_native(src, info, times, types, out_spec, make_steps, *, reader, ma
     def handle(f, ftype, idx, t, targets, active):  # on the worker thread, frame by frame in order
         steps = state["steps"]
         if steps is None:
-            steps = state["steps"] = make_steps(_resolve_size(out_spec, f.height, f.width, even=False))
+            steps = state["steps"] = make_steps(_resolve_size(out_spec, f.height, f.width, even=False), f)
         codec_hw = (f.height, f.width)
         if state["grid"] != codec_hw:
             changed = state["grid"] is not None
@@ -1298,7 +1303,7 @@ def _extract_native(src, info, times, types, out_spec, make_steps, *, reader, ma
         if len(targets):
             rgb = scale(f, steps.out_hw, "rgb24").to_ndarray()
             for k in targets:
-                steps.record(k, rgb, t, idx)
+                steps.record(k, rgb, t, idx, f, scale)
                 if types[k] == "P":
                     steps.finalize(k, fuser)
                 fuser.reset()
@@ -1460,7 +1465,7 @@ def _extract_transcode(src, info, times, types, out_spec, make_steps, *, reader,
     def handle(f, idx, t, targets):  # on the worker thread, frame by frame in order
         if state["steps"] is None:
             out_hw = _resolve_size(out_spec, f.height, f.width, even=True)
-            state["steps"] = make_steps(out_hw)
+            state["steps"] = make_steps(out_hw, f)
             state["tc"] = _Transcoder(state["steps"], out_hw, codec, rate, enc_kwargs)
         steps, tc = state["steps"], state["tc"]
         yuv = None
@@ -1473,7 +1478,7 @@ def _extract_transcode(src, info, times, types, out_spec, make_steps, *, reader,
                 continue
             if types[k] == "I":
                 tc.close()  # completes the previous run's Δ steps before this keyframe
-            steps.record(k, scale(f, steps.out_hw, "rgb24").to_ndarray(), t, idx)
+            steps.record(k, scale(f, steps.out_hw, "rgb24").to_ndarray(), t, idx, f, scale)
             if types[k] == "P" or (k + 1 < len(types) and types[k + 1] == "P"):
                 if yuv is None:
                     yuv = scale(f, steps.out_hw, "yuv420p")
@@ -1512,7 +1517,7 @@ def extract_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_p
                        max_pixels: int | None = DEFAULT_MAX_PIXELS, return_frames: bool = False,
                        progress: bool = False, codec: str = "mpeg4", codec_fps: float = 5.0,
                        preset: str = "medium", crf: float = 23, qscale: int = 2, encoder_threads: int = 1,
-                       residual_interpolation: str = "bilinear") -> CodecPrimitives:
+                       residual_interpolation: str = "bilinear", keyframe_size=None) -> CodecPrimitives:
     """Codec primitives of a video at CoPE-VideoLM's step layout (see CodecPrimitives for the arrays).
 
     Steps: sampled at `fps` from the first frame (nearest decoded frame by presentation time), uniformly
@@ -1550,6 +1555,9 @@ def extract_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_p
         pass at 5, 10 and 30.
     size: int (short side, aspect kept, multiples of 16) | (H, W) exact | None (source size). Transcode rounds
         odd sides down to even.
+    keyframe_size: like `size`, for the "I" steps' RGB keyframes only (None: `size`). They are scaled from the
+        source frame, so a vision tower at 384 px sees 384 px of detail rather than the codec frame upsampled; the
+        Δ steps and residuals stay at `size`.
     Determinism: identical arrays bit for bit across runs. Transcode decodes pixels with frame threads, or one
         thread for cheap MPEG-1/2/4 Part 2 decodes up to 720p (decoded pixels do not depend on threading), encodes with a fixed thread count and x264's mbtree off (it made
         x264's output vary between identical runs); native mode uses frame threads only on streams without
@@ -1597,10 +1605,13 @@ def extract_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_p
             warnings.warn(f"{_describe(path)}: native mode will be inexact: {'; '.join(soft)}", UserWarning,
                           stacklevel=2)
 
-        def make_steps(hw):
+        def make_steps(hw, first_frame):
             hr = max(1, int(round(hw[0] * residual_scale)))
             wr = max(1, int(round(hw[1] * residual_scale)))
-            return _Steps(types, hw, (hr, wr), mv_block, residual_interpolation, return_frames)
+            key_hw = None
+            if keyframe_size is not None:
+                key_hw = _resolve_size(keyframe_size, first_frame.height, first_frame.width, even=False)
+            return _Steps(types, hw, (hr, wr), mv_block, residual_interpolation, return_frames, key_hw)
 
         common = dict(reader=reader, max_frames=max_frames, max_pixels=max_pixels, progress=progress,
                       warned=_warn_truncated(path, info))

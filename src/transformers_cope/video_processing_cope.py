@@ -181,6 +181,8 @@ class CoPEVideoProcessor(BaseVideoProcessor):
             "mode": options["codec_mode"],
             "size": (int(options["codec_size"]), int(options["codec_size"])),
             "codec_fps": float(options["codec_fps"]),
+            # keyframes straight from the source frame at the vision tower's size, not the codec frame upsampled
+            "keyframe_size": (self._image_side(options["size"]),) * 2 if options["do_resize"] else None,
             "mv_block": int(options["mv_block"]),
             "residual_scale": float(options["residual_scale"]),
             "max_steps": None if max_steps is None else int(max_steps),
