@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import pipeline
+from transformers import GenerationConfig, pipeline
 
 import transformers_cope  # noqa: F401  (registers the Auto classes)
 from transformers_cope import CoPEVideoLMForConditionalGeneration, VideoDecodeError
@@ -118,7 +118,13 @@ def test_generation_stops_at_im_end_unless_told_otherwise(tiny, vqa):
     assert options["pad_token_id"] == processor.tokenizer.pad_token_id and options["max_new_tokens"] == 64
     assert vqa._generation_options({"eos_token_id": 5}, sample=False)["eos_token_id"] == 5
     fixed = pipeline(TASK, model=model, processor=processor, device="cpu", eos_token_id=7, max_new_tokens=3)
-    assert fixed._generation_options({}, sample=False)["eos_token_id"] == 7
+    from_init = fixed._generation_options({}, sample=False)  # init-time options hold (5.17 and >= 5.18 alike)
+    assert from_init["eos_token_id"] == 7 and from_init["max_new_tokens"] == 3
+    assert fixed._generation_options({"max_new_tokens": 5}, sample=False)["max_new_tokens"] == 5
+    config = GenerationConfig(max_new_tokens=2)  # a call's generation_config replaces the init-time options
+    replaced = fixed._generation_options({"generation_config": config}, sample=False)
+    assert replaced.get("eos_token_id", config.eos_token_id) != 7
+    assert replaced.get("max_new_tokens", replaced["generation_config"].max_new_tokens) == 2
     sampled = vqa._generation_options({}, sample=True)
     assert sampled["do_sample"] is True and sampled["temperature"] == 1.0
 

@@ -11,6 +11,7 @@ Ships to the Hub as remote code next to the model (`config.custom_pipelines`), s
 works without this package.
 """
 
+import copy
 import re
 
 import torch
@@ -262,12 +263,34 @@ class VideoQuestionAnsweringPipeline(Pipeline):
             ids.append(im_end)
         return ids or None
 
+    def _init_generate_kwargs(self) -> dict:
+        """Generation options given when the pipeline was built. Transformers >= 5.18 keeps them apart
+        (`_generate_kwargs`); 5.17 folds them into `self.generation_config` (the model's config + the pipeline's
+        defaults + these), so there they are read back as what differs from the model's config with the defaults."""
+        if hasattr(self, "_generate_kwargs"):
+            return dict(self._generate_kwargs)
+        own = getattr(self, "generation_config", None)
+        if own is None:
+            return {}
+        reference = copy.deepcopy(self.model.generation_config)  # built as 5.17's Pipeline.__init__ builds its own
+        reference.update(**self._default_generation_config.to_dict(), defaults_only=True)
+        if hasattr(self.model, "_prepare_generation_config"):
+            reference, _ = self.model._prepare_generation_config(generation_config=reference)
+        if self.tokenizer is not None and reference.pad_token_id is None:
+            reference.pad_token_id = self.tokenizer.pad_token_id
+        ours, theirs = own.to_dict(), reference.to_dict()
+        return {key: value for key, value in ours.items()
+                if not key.startswith("_") and key != "transformers_version" and theirs.get(key) != value}
+
     def _generation_options(self, generate_kwargs: dict, sample: bool, temperature: float = 1.0) -> dict:
+        """`generate()` kwargs for one call: call-time options over init-time ones, `<|im_end|>` as a stop token and
+        the tokenizer's pad id unless the user chose them, 64 new tokens unless a length was given."""
         generate_kwargs = dict(generate_kwargs or {})
         if sample:
             generate_kwargs.setdefault("do_sample", True)
             generate_kwargs.setdefault("temperature", temperature)
-        given = {**getattr(self, "_generate_kwargs", {}), **generate_kwargs}  # init-time + call-time options
+        init = self._init_generate_kwargs()
+        given = generate_kwargs if "generation_config" in generate_kwargs else {**init, **generate_kwargs}
         user_config = given.get("generation_config")
         if "eos_token_id" not in given and (user_config is None or user_config.eos_token_id is None):
             stop = self._stop_token_ids()
@@ -277,8 +300,10 @@ class VideoQuestionAnsweringPipeline(Pipeline):
             generate_kwargs["pad_token_id"] = self.tokenizer.pad_token_id
         if hasattr(self, "_prepare_generate_kwargs"):  # transformers >= 5.18: call, init and pipeline defaults
             return self._prepare_generate_kwargs(generate_kwargs)
-        merged = {**getattr(self, "_generate_kwargs", {}), **generate_kwargs}
-        merged.setdefault("max_new_tokens", self._default_generation_config.max_new_tokens)
+        merged = generate_kwargs if "generation_config" in generate_kwargs else {**init, **generate_kwargs}
+        lengths = ("max_new_tokens", "max_length")
+        if not any(key in merged for key in lengths) and getattr(user_config, "max_new_tokens", None) is None:
+            merged["max_new_tokens"] = self._default_generation_config.max_new_tokens
         return merged
 
     def _forward(self, model_inputs, generate_kwargs=None, num_samples=1, sample=False, scaling=None):
