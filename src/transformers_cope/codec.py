@@ -74,12 +74,15 @@ __all__ = [
 MV_COLUMNS = ("source", "w", "h", "src_x", "src_y", "dst_x", "dst_y", "motion_x", "motion_y", "motion_scale")
 # Decoders whose frames carry MOTION_VECTORS side data (measured with PyAV 18; hevc, vp8, vp9, av1 export none).
 MV_EXPORTING_CODECS = frozenset({"h264", "mpeg4", "mpeg2video", "h263"})
-# MPEG-1/2, MPEG-4 Part 2 and H.263-family decoders gain little from threads up to 720p on two cores: one thread
-# decoded 405p MPEG-2 in 171-211 ms (slice threads: 153-254 ms across runs) and 720p MPEG-4 Part 2 in 396 ms (frame
-# threads: 383 ms on 1.5 cores). Decoding them on one thread leaves the other core to the codec worker. At 1080p
-# threads pay (MPEG-4 Part 2: 903 vs 1203 ms), and H.264 gains from them at every size.
-_SINGLE_THREAD_DECODERS = frozenset({"mpeg1video", "mpeg2video", "mpeg4", "h263", "h263p", "msmpeg4v1", "msmpeg4v2",
-                                     "msmpeg4v3", "wmv1", "wmv2", "flv1"})
+# The MPEG-1/2, MPEG-4 Part 2 and H.263-family decoders: one reference frame and a cheap decode. Two things follow.
+# Threads gain little up to 720p on two cores: one thread decoded 405p MPEG-2 in 171-211 ms (slice threads: 153-254
+# ms across runs) and 720p MPEG-4 Part 2 in 396 ms (frame threads: 383 ms on 1.5 cores), so they decode on one thread
+# and leave the other core to the codec worker (_set_decoder_threads); at 1080p threads pay (MPEG-4 Part 2: 903 vs
+# 1203 ms), and H.264 gains from them at every size. And on their I/P streams a keyframe refreshes the whole picture
+# and a P-frame predicts only from the frame before it, so frames after a GOP's last sampled one feed nothing
+# (_gop_tail_filter); H.264 may predict from older references.
+_CLASSIC_MPEG_DECODERS = frozenset({"mpeg1video", "mpeg2video", "mpeg4", "h263", "h263p", "msmpeg4v1", "msmpeg4v2",
+                                    "msmpeg4v3", "wmv1", "wmv2", "flv1"})
 _SINGLE_THREAD_MAX_PIXELS = 1280 * 720
 DEFAULT_MAX_PIXELS = 4096 * 4096  # per frame; 4K/DCI 4K pass, 8K must be allowed explicitly
 DEFAULT_MAX_FRAMES = 500_000  # decoded frames: ~4.6 h at 30 fps
@@ -546,9 +549,9 @@ def _decoded_frames(src, packets: Iterator, stream, *, max_frames: int | None, m
 
 
 def _set_decoder_threads(stream, info: VideoInfo, thread_type: str) -> None:
-    """`thread_type` for the source decoder, or one thread where threads do not pay (see _SINGLE_THREAD_DECODERS).
+    """`thread_type` for the source decoder, or one thread where threads do not pay (see _CLASSIC_MPEG_DECODERS).
     Decoded pixels and I/P motion vectors do not depend on the threading."""
-    if info.codec in _SINGLE_THREAD_DECODERS and info.width * info.height <= _SINGLE_THREAD_MAX_PIXELS:
+    if info.codec in _CLASSIC_MPEG_DECODERS and info.width * info.height <= _SINGLE_THREAD_MAX_PIXELS:
         stream.codec_context.thread_count = 1
     else:
         stream.thread_type = thread_type
@@ -1342,7 +1345,7 @@ def _gop_tail_filter(info: VideoInfo, targets: np.ndarray) -> Callable[[av.Packe
     keyframes decode every packet."""
     pts = info.frame_pts
     n = len(pts)
-    if (info.reordered is not False or info.codec not in _SINGLE_THREAD_DECODERS or n == 0 or n != info.num_packets
+    if (info.reordered is not False or info.codec not in _CLASSIC_MPEG_DECODERS or n == 0 or n != info.num_packets
             or not len(info.keyframe_times) or not info.time_base or not len(targets)):
         return None
     times = pts.astype(np.float64) * info.time_base
