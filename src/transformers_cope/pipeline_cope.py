@@ -289,8 +289,9 @@ class VideoQuestionAnsweringPipeline(Pipeline):
         if sample:
             generate_kwargs.setdefault("do_sample", True)
             generate_kwargs.setdefault("temperature", temperature)
-        init = self._init_generate_kwargs()
-        given = generate_kwargs if "generation_config" in generate_kwargs else {**init, **generate_kwargs}
+        # a call's generation_config replaces the init-time options, as in transformers >= 5.18
+        init = {} if "generation_config" in generate_kwargs else self._init_generate_kwargs()
+        given = {**init, **generate_kwargs}
         user_config = given.get("generation_config")
         if "eos_token_id" not in given and (user_config is None or user_config.eos_token_id is None):
             stop = self._stop_token_ids()
@@ -300,7 +301,7 @@ class VideoQuestionAnsweringPipeline(Pipeline):
             generate_kwargs["pad_token_id"] = self.tokenizer.pad_token_id
         if hasattr(self, "_prepare_generate_kwargs"):  # transformers >= 5.18: call, init and pipeline defaults
             return self._prepare_generate_kwargs(generate_kwargs)
-        merged = generate_kwargs if "generation_config" in generate_kwargs else {**init, **generate_kwargs}
+        merged = {**init, **generate_kwargs}
         lengths = ("max_new_tokens", "max_length")
         if not any(key in merged for key in lengths) and getattr(user_config, "max_new_tokens", None) is None:
             merged["max_new_tokens"] = self._default_generation_config.max_new_tokens
