@@ -37,18 +37,11 @@ from _common import (  # noqa: E402
     machine_info,
     table,
 )
-from transformers_cope.codec import extract_primitives  # noqa: E402
+from transformers_cope.codec import _block_mean_uint8, extract_primitives  # noqa: E402
 from transformers_cope.video_processing_cope import CoPEVideoProcessor  # noqa: E402
 
 MEDIA = ("vid_h264.mp4", "vid_mpeg4_part2.mp4", "city_cc0.mpg")
 REFERENCE_FPS = 30.0
-
-
-def _area4(frames: np.ndarray) -> np.ndarray:
-    """(N, H, W, 3) uint8 -> (N, 3, H/4, W/4) float32, the residual's default resolution (residual_scale 0.25)."""
-    x = frames.astype(np.float32).transpose(0, 3, 1, 2)
-    n, c, h, w = x.shape
-    return x.reshape(n, c, h // 4, 4, w // 4, 4).mean(axis=(3, 5))
 
 
 def measure(path: Path, codec_fps: float, qscale: int, base: dict):
@@ -56,7 +49,8 @@ def measure(path: Path, codec_fps: float, qscale: int, base: dict):
     p = extract_primitives(path, **{**base, "mode": "transcode", "codec_fps": codec_fps, "qscale": qscale},
                            return_frames=True)
     seconds = time.perf_counter() - start
-    small = _area4(p.frames)
+    kh, kw = p.frames.shape[1] // p.residuals.shape[2], p.frames.shape[2] // p.residuals.shape[3]
+    small = [_block_mean_uint8(frame, kh, kw) for frame in p.frames]  # at the residual's resolution, as it is made
     steps = [k for k, t in enumerate(p.frame_types) if t == "P"]
     naive = float(np.mean([np.abs(small[k] - small[k - 1]).mean() for k in steps]))
     return p, float(np.abs(p.residuals).mean()) / naive, seconds
