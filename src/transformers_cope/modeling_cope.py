@@ -882,6 +882,15 @@ class CoPEVideoLMForConditionalGeneration(CoPEVideoLMPreTrainedModel, Generation
                 out[key] = repeat(video[key], delta_spans)
         return out
 
+    def _get_candidate_generator(self, *args, model_kwargs: dict, assistant_model=None, **kwargs):
+        """Assisted decoding hands all of our generate kwargs to the assistant. A text-only assistant (any causal LM
+        sharing the tokenizer) has no video inputs in its forward, so they are left out for it: it drafts from the
+        prompt text alone and the target model's verification keeps the result exact."""
+        if assistant_model is not None:
+            accepted = inspect.signature(assistant_model.forward).parameters
+            model_kwargs = {k: v for k, v in model_kwargs.items() if k not in PREFILL_ONLY_INPUTS or k in accepted}
+        return super()._get_candidate_generator(*args, model_kwargs=model_kwargs, assistant_model=assistant_model, **kwargs)
+
     def prepare_inputs_for_generation(
         self,
         input_ids: torch.LongTensor,
