@@ -36,6 +36,7 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", default=None, help="where the synthetic videos go (default: OUTPUT/data)")
     p.add_argument("--tasks", default="direction,moving,camera_pan,which_moves",
                    help=f"comma-separated motion QA tasks, from {','.join(TASKS)}")
+    p.add_argument("--duration", type=float, default=8.0, help="clip length in seconds")
     p.add_argument("--train-samples", type=int, default=96)
     p.add_argument("--eval-samples", type=int, default=24)
     p.add_argument("--sft-steps", type=int, default=None, help="SFT warm-start steps (default: 200 for a fresh "
@@ -59,10 +60,11 @@ def parse_args(argv=None):
 
 
 # ------------------------------------------------------------------------------------------------------- data
-def build_data(data_dir: Path, *, train: int, held_out: int, tasks: list[str], seed: int = 0):
+def build_data(data_dir: Path, *, train: int, held_out: int, tasks: list[str], seed: int = 0, duration: float = 8.0):
     """Train and held-out (validation split: other seeds, other videos) motion QA records."""
-    train_records = generate_motion_qa(train, data_dir, split="train", seed=seed, tasks=tasks, progress=False)
-    held_records = generate_motion_qa(held_out, data_dir, split="validation", seed=seed, tasks=tasks, progress=False)
+    kw = dict(seed=seed, tasks=tasks, progress=False, duration_s=duration)
+    train_records = generate_motion_qa(train, data_dir, split="train", **kw)
+    held_records = generate_motion_qa(held_out, data_dir, split="validation", **kw)
     return train_records, held_records
 
 
@@ -151,7 +153,7 @@ def main(argv=None):
     data_dir = Path(args.data_dir) if args.data_dir else output_dir / "data"
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     train_records, held_records = build_data(data_dir, train=args.train_samples, held_out=args.eval_samples,
-                                             tasks=tasks, seed=args.seed)
+                                             tasks=tasks, seed=args.seed, duration=args.duration)
     print(f"data: {len(train_records)} train / {len(held_records)} held-out prompts, tasks {tasks}")
 
     _, processor, start_dir = starting_point(args, train_records, output_dir)
