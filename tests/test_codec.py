@@ -115,7 +115,7 @@ def test_decoder_threads_do_not_change_outputs(media_dir, monkeypatch, mode):
     decoder instead gives the same arrays bit for bit."""
     import warnings
 
-    from transformers_cope import codec
+    from transformers_cope import codec, codec_decode
 
     threads = []
     original = codec._set_decoder_threads
@@ -129,7 +129,7 @@ def test_decoder_threads_do_not_change_outputs(media_dir, monkeypatch, mode):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # native: steps with a codec keyframe inside are all intra
         single = extract_primitives(path, mode=mode, max_steps=5, size=(64, 64))
-        monkeypatch.setattr(codec, "_SINGLE_THREAD_MAX_PIXELS", 0)
+        monkeypatch.setattr(codec_decode, "_SINGLE_THREAD_MAX_PIXELS", 0)
         threaded = extract_primitives(path, mode=mode, max_steps=5, size=(64, 64))
     assert threads[0] == 1 and threads[1] != 1
     _assert_same(single, threaded)
@@ -331,7 +331,7 @@ def test_scan_and_decode_share_one_open(media_dir, monkeypatch, name):
                                         ((64, 64), (8, 8)), ((60, 90), (16, 24))])
 def test_residual_downscale_fast_path_is_exact(hw, res_hw):
     """The integer block mean used for whole-number ratios equals the float area pool bit for bit."""
-    from transformers_cope.codec import _area_pool, _Residual
+    from transformers_cope.codec_fusion import _area_pool, _Residual
 
     rng = np.random.default_rng(0)
     residual = _Residual(hw, res_hw, "bilinear")
