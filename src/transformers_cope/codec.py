@@ -57,15 +57,18 @@ from .codec_schedule import _grid_steps, _resolve_size, _sampled, _Sampler, _ste
 from .codec_transcode import _configure_encoder, _encodable, _progress, _Scaler, transcode
 from .codec_types import (
     _CLASSIC_MPEG_DECODERS,
+    DEFAULT_MAX_DECODED_PIXELS,
     DEFAULT_MAX_FRAMES,
+    DEFAULT_MAX_PIXEL_RATE,
     DEFAULT_MAX_PIXELS,
     MV_COLUMNS,
     MV_EXPORTING_CODECS,
     CodecPrimitives,
+    DecodeLimits,
     MotionVectorFrame,
     VideoInfo,
 )
-from .errors import VideoTooLargeError
+from .errors import UnsupportedVideoError, VideoTooLargeError, check_number
 
 
 __all__ = [
@@ -73,6 +76,9 @@ __all__ = [
     "MV_EXPORTING_CODECS",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MAX_FRAMES",
+    "DEFAULT_MAX_DECODED_PIXELS",
+    "DEFAULT_MAX_PIXEL_RATE",
+    "DecodeLimits",
     "MotionVectorFrame",
     "CodecPrimitives",
     "VideoInfo",
@@ -468,13 +474,24 @@ def _extract_transcode(src, info, times, types, out_spec, make_steps, *, reader,
             bar.close()
 
 
+def _too_small_for_grid(path, hw, mv_block: int, size) -> None:
+    """A frame smaller than one motion cell has no motion grid (issue 16, D7: 1x1 and 2x2 videos)."""
+    if size is None:
+        raise UnsupportedVideoError(path, f"frame size {hw[1]}x{hw[0]} is smaller than mv_block={mv_block}: no "
+                                          f"motion grid at the source size; pass size= (e.g. 224) to scale it")
+    raise ValueError(f"mv_block={mv_block} is larger than the frame size {hw}")
+
+
 def extract_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_per_gop: int = 1,
                        mode: str = "auto", size=(224, 224), mv_block: int = 16, residual_scale: float = 0.25,
                        max_steps: int | None = None, max_frames: int | None = DEFAULT_MAX_FRAMES,
                        max_pixels: int | None = DEFAULT_MAX_PIXELS, return_frames: bool = False,
                        progress: bool = False, codec: str = "mpeg4", codec_fps: float = 5.0,
                        preset: str = "medium", crf: float = 23, qscale: int = 2, encoder_threads: int = 1,
-                       residual_interpolation: str = "bilinear", keyframe_size=None) -> CodecPrimitives:
+                       residual_interpolation: str = "bilinear", keyframe_size=None,
+                       max_decoded_pixels: int | None = DEFAULT_MAX_DECODED_PIXELS,
+                       max_pixel_rate: float | None = DEFAULT_MAX_PIXEL_RATE, max_decode_seconds: float | None = None,
+                       allow_network: bool = False) -> CodecPrimitives:
     """Codec primitives of a video at CoPE-VideoLM's step layout (see CodecPrimitives for the arrays).
 
     Steps: sampled at `fps` from the first frame (nearest decoded frame by presentation time), uniformly
@@ -519,12 +536,28 @@ def extract_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_p
         thread for cheap MPEG-1/2/4 Part 2 decodes up to 720p (decoded pixels do not depend on threading), encodes with a fixed thread count and x264's mbtree off (it made
         x264's output vary between identical runs); native mode uses frame threads only on streams without
         B-frames, whose exported vectors are identical under any threading.
-    Caps: `max_pixels` (per frame, checked from the stream header before decoding), `max_frames` (decoded frames;
-    checked from a packet scan first) raise VideoTooLargeError. Long videos stream: memory does not grow with
-    duration beyond the returned arrays.
+    Caps: `max_pixels` (per frame: from the stream header, then on every size change in the stream before the
+    decoder allocates at that size), `max_frames` (decoded frames; checked from a packet scan first) and the decode
+    budget raise VideoTooLargeError. Budget: `max_decoded_pixels` (frames x pixels per file; default one hour of
+    1080p60 passes), `max_pixel_rate` (decoded pixels per second of the timeline; default DCI 4K at 30 fps passes,
+    4096x4096 at 25 fps does not) and `max_decode_seconds` (wall clock from opening, off by default). Long videos
+    stream: memory does not grow with duration beyond the returned arrays.
+    Sources: a path is always the local file it names; http(s)/rtsp URLs are opened only with
+    `allow_network=True`; playlists, concat lists and image-sequence patterns are refused (UnsupportedVideoError).
     """
-    if fps <= 0 or codec_fps <= 0:
-        raise ValueError(f"need fps > 0 and codec_fps > 0, got fps={fps}, codec_fps={codec_fps}")
+    fps = check_number("fps", fps, low=0, high=1000, low_open=True)
+    codec_fps = check_number("codec_fps", codec_fps, low=0, high=1000, low_open=True)
+    residual_scale = check_number("residual_scale", residual_scale, low=0, high=1, low_open=True)
+    mv_block = check_number("mv_block", mv_block, low=1, high=4096, integer=True)
+    max_steps = check_number("max_steps", max_steps, low=1, high=10**7, integer=True, optional=True)
+    for name, value in (("max_frames", max_frames), ("max_pixels", max_pixels),
+                        ("max_decoded_pixels", max_decoded_pixels)):
+        check_number(name, value, low=1, integer=True, optional=True)
+    check_number("max_pixel_rate", max_pixel_rate, low=0, low_open=True, optional=True)
+    check_number("max_decode_seconds", max_decode_seconds, low=0, low_open=True, optional=True)
+    check_number("crf", crf, low=0, high=63)
+    check_number("qscale", qscale, low=1, high=31, integer=True)
+    check_number("encoder_threads", encoder_threads, low=0, high=256, integer=True)
     if mode not in ("auto", "native", "transcode"):
         raise ValueError(f"mode must be 'auto', 'native' or 'transcode', got {mode!r}")
     if not 0 < residual_scale <= 1:
@@ -537,9 +570,14 @@ def extract_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_p
         raise ValueError(f"codec must be 'libx264' or 'mpeg4', got {codec!r}")
     if codec == "libx264" and preset == "ultrafast":
         raise ValueError("preset='ultrafast' gives integer-pel vectors only; use 'superfast' or slower")
+    gop_size = check_number("gop_size", gop_size, low=1, high=10**6, integer=True)
+    keyframes_per_gop = check_number("keyframes_per_gop", keyframes_per_gop, low=1, high=10**6, integer=True)
     step_frame_types(1, gop_size, keyframes_per_gop)  # validates
 
-    with _Reader(path, max_pixels, max_frames) as reader:  # the scan; its open container decodes afterwards
+    limits = DecodeLimits(max_pixels=max_pixels, max_frames=max_frames, max_decoded_pixels=max_decoded_pixels,
+                          max_pixel_rate=max_pixel_rate, max_decode_seconds=max_decode_seconds,
+                          allow_network=allow_network)
+    with _Reader(path, max_pixels, max_frames, limits) as reader:  # the scan; its open container decodes afterwards
         info = reader.info
         first = info.first_time if info.first_time is not None else 0.0
         last = info.last_time if info.last_time is not None else first + (info.num_packets - 1) / info.fps
@@ -549,9 +587,9 @@ def extract_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_p
                                            f"exceed max_frames={max_frames}; set max_steps to sample them")
         times = _step_times(first, last, fps, max_steps)
         types = step_frame_types(len(times), gop_size, keyframes_per_gop)
-        hw_check = _resolve_size(size, max(info.height, 16), max(info.width, 16), even=False)
+        hw_check = _resolve_size(size, info.height or 16, info.width or 16, even=False)
         if min(hw_check) < mv_block:
-            raise ValueError(f"mv_block={mv_block} is larger than the frame size {hw_check}")
+            _too_small_for_grid(path, hw_check, mv_block, size)
 
         hard, soft = _native_blockers(info, times, types)
         use_native = (mode == "native" and not hard) or (mode == "auto" and not hard and not soft)
@@ -563,6 +601,8 @@ def extract_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_p
                           stacklevel=2)
 
         def make_steps(hw, first_frame):
+            if min(hw) < mv_block:  # the first decoded frame may be smaller than the header said
+                _too_small_for_grid(path, hw, mv_block, size)
             hr = max(1, int(round(hw[0] * residual_scale)))
             wr = max(1, int(round(hw[1] * residual_scale)))
             key_hw = None

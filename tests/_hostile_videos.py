@@ -1,0 +1,151 @@
+"""Crafted inputs for the hardening tests and the fuzz benchmark (issue 16), all written here with PyAV.
+
+- `write_resolution_switch`: an H.264 stream that changes its frame size mid-stream through an in-band SPS: two
+  segments encoded separately as Annex-B elementary streams, concatenated, remuxed (stream copy) to mp4 or mkv.
+- `write_ffconcat` / `write_playlist`: text files that make FFmpeg open other resources.
+- `protocol_like_path`: a local relative path whose first folder looks like a URL scheme (`http:`), which FFmpeg
+  would read as a URL if handed the string.
+- `LoopbackCounter`: an HTTP server on 127.0.0.1 that counts the requests it receives.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from fractions import Fraction
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import av
+import numpy as np
+
+__all__ = ["h264_segment", "write_resolution_switch", "write_ffconcat", "write_playlist", "protocol_like_path",
+           "LoopbackCounter", "write_animated_webp"]
+
+
+def h264_segment(width: int, height: int, frames: int, *, seed: int = 0) -> bytes:
+    """An Annex-B H.264 elementary stream (SPS/PPS in-band) of a smooth moving gradient: tiny even at 4K."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="h264") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.thread_count = 1
+        stream.options = {"preset": "ultrafast", "x264-params": "keyint=1000:scenecut=0:bframes=0"}
+        base = (np.add.outer(np.arange(height), np.arange(width)) + 37 * seed) % 256
+        for i in range(frames):
+            plane = np.roll(base, i, axis=1).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(np.stack([plane] * 3, axis=-1), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def write_resolution_switch(path, sizes=((64, 64), (320, 240)), frames=(10, 4), *, fps: int = 25) -> Path:
+    """Segments of the given (W, H) sizes, concatenated as one H.264 elementary stream; the container comes from
+    the suffix (.h264 raw, .mp4, .mkv, ...). The header declares the first size; the others arrive in-band."""
+    path = Path(path)
+    raw = b"".join(h264_segment(w, h, n, seed=i) for i, ((w, h), n) in enumerate(zip(sizes, frames)))
+    if path.suffix == ".h264":
+        path.write_bytes(raw)
+        return path
+    with av.open(io.BytesIO(raw), format="h264") as inp, av.open(str(path), "w") as out:
+        src = inp.streams.video[0]
+        dst = out.add_stream_from_template(src)
+        dst.time_base = Fraction(1, fps)
+        index = 0
+        for packet in inp.demux(src):
+            if packet.size == 0:
+                continue
+            packet.stream = dst
+            packet.time_base = Fraction(1, fps)
+            packet.pts = packet.dts = index
+            index += 1
+            out.mux(packet)
+    return path
+
+
+def write_ffconcat(path, entries: list[str]) -> Path:
+    """An `ffconcat version 1.0` list naming `entries` (files or URLs)."""
+    path = Path(path)
+    path.write_text("ffconcat version 1.0\n" + "".join(f"file '{e}'\n" for e in entries))
+    return path
+
+
+def write_playlist(path, url: str) -> Path:
+    """A minimal HLS playlist with one segment at `url`."""
+    path = Path(path)
+    path.write_text(f"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n{url}\n#EXT-X-ENDLIST\n")
+    return path
+
+
+def protocol_like_path(root, scheme: str, host: str, name: str = "x.mp4", content: bytes = b"") -> str:
+    """Create `root/<scheme>:/<host>/<name>` locally and return the relative path `<scheme>:/<host>/<name>`
+    (call with cwd=root). FFmpeg would take that string as a URL."""
+    folder = Path(root) / f"{scheme}:" / host
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(content)
+    return f"{scheme}:/{host}/{name}"
+
+
+def write_animated_webp(path, frames: int = 3, size: int = 32) -> Path:
+    """An animated WebP (PIL)."""
+    from PIL import Image
+
+    images = [Image.fromarray(np.full((size, size, 3), 40 * i, np.uint8)) for i in range(frames)]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=100, loop=0, format="WEBP")
+    return Path(path)
+
+
+class LoopbackCounter:
+    """HTTP server on 127.0.0.1 that answers every GET with `body` and counts the requests (`.count`)."""
+
+    def __init__(self, body: bytes = b""):
+        counter = self
+        self.count = 0
+        self.body = body
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                return
+
+            def _answer(self, head: bool):
+                counter.count += 1
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(counter.body)))
+                self.send_header("Content-Type", "video/mp4")
+                self.end_headers()
+                if not head:
+                    self.wfile.write(counter.body)
+
+            def do_GET(self):
+                self._answer(False)
+
+            def do_HEAD(self):
+                self._answer(True)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+
+    @property
+    def host(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"{host}:{port}"
+
+    def __enter__(self) -> "LoopbackCounter":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def fifo(path) -> Path:
+    """A named pipe (nothing ever writes to it: opening it for reading would block)."""
+    os.mkfifo(path)
+    return Path(path)
