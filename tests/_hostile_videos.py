@@ -149,3 +149,55 @@ def fifo(path) -> Path:
     """A named pipe (nothing ever writes to it: opening it for reading would block)."""
     os.mkfifo(path)
     return Path(path)
+
+
+# ------------------------------------------------------------------------------------------------ fuzz generators
+HOSTILE_PATH_KINDS = ("http_folder", "https_folder", "concat_proto", "subfile_proto", "ffconcat", "playlist", "fifo",
+                      "device", "url", "bytes_like_name")
+
+
+def write_switch_seeds(out_dir) -> list[Path]:
+    """Parameter-set switch seeds for the fuzzer: up and down mid-stream, in mp4, mkv and raw Annex-B, and one that
+    switches above the default max_pixels (4352x4352)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        write_resolution_switch(out_dir / "switch_up.mp4", sizes=((64, 64), (160, 96)), frames=(12, 8)),
+        write_resolution_switch(out_dir / "switch_down.mkv", sizes=((160, 96), (64, 64)), frames=(12, 8)),
+        write_resolution_switch(out_dir / "switch_three.h264", sizes=((64, 64), (128, 64), (64, 128)),
+                                frames=(8, 6, 6)),
+        write_resolution_switch(out_dir / "switch_big.mkv", sizes=((64, 64), (4352, 4352)), frames=(12, 1)),
+    ]
+
+
+def hostile_path_case(kind: str, data: bytes, suffix: str, work_dir, host: str) -> str:
+    """Write `data` so that the path string returned (relative to `work_dir`, the worker's cwd, unless absolute)
+    tries `kind`'s trick; the worker must answer with a result or a typed error and never touch the network."""
+    work_dir = Path(work_dir)
+    (work_dir / f"case{suffix}").write_bytes(data)
+    if kind in ("http_folder", "https_folder"):
+        return protocol_like_path(work_dir, kind.split("_")[0], host, name=f"case{suffix}", content=data)
+    if kind in ("concat_proto", "subfile_proto"):  # a local file literally named like a protocol string
+        name = f"concat:case{suffix}|case{suffix}" if kind == "concat_proto" else \
+            f"subfile,,start,0,end,{len(data)},,:case{suffix}"
+        (work_dir / name).write_bytes(data)
+        return name
+    if kind == "ffconcat":
+        write_ffconcat(work_dir / "list.mp4", [f"case{suffix}", f"http://{host}/remote.mp4"])
+        return "list.mp4"
+    if kind == "playlist":
+        write_playlist(work_dir / "list.m3u8.mp4", f"http://{host}/segment.ts")
+        return "list.m3u8.mp4"
+    if kind == "fifo":
+        if not (work_dir / "pipe.mp4").exists():
+            fifo(work_dir / "pipe.mp4")
+        return str(work_dir / "pipe.mp4")
+    if kind == "device":
+        return "/dev/zero"
+    if kind == "url":
+        return f"http://{host}/x{suffix}"
+    if kind == "bytes_like_name":  # a local file literally named like a protocol list
+        name = f"pipe:{0}{suffix}"
+        (work_dir / name).write_bytes(data)
+        return name
+    raise ValueError(kind)
