@@ -63,6 +63,7 @@ def write_resolution_switch(path, sizes=((64, 64), (320, 240)), frames=(10, 4), 
             packet.stream = dst
             packet.time_base = Fraction(1, fps)
             packet.pts = packet.dts = index
+            packet.duration = 1
             index += 1
             out.mux(packet)
     return path
@@ -166,7 +167,7 @@ def write_switch_seeds(out_dir) -> list[Path]:
         write_resolution_switch(out_dir / "switch_down.mkv", sizes=((160, 96), (64, 64)), frames=(12, 8)),
         write_resolution_switch(out_dir / "switch_three.h264", sizes=((64, 64), (128, 64), (64, 128)),
                                 frames=(8, 6, 6)),
-        write_resolution_switch(out_dir / "switch_big.mkv", sizes=((64, 64), (4352, 4352)), frames=(12, 1)),
+        write_resolution_switch(out_dir / "switch_big.mkv", sizes=((64, 64), (4352, 4352)), frames=(6, 2)),
     ]
 
 
