@@ -233,7 +233,7 @@ def _iter_native(plan: "_Plan", opened, *, first_step: int = 0, stop_step: int |
                 steps.record(k, rgb, t, idx, f, scale)
                 if types[k] == "P":
                     steps.finalize(k, fuser)
-                fuser.reset()
+                fuser.reset(forget=types[k] == "I")
 
     try:
         _set_decoder_threads(stream, info, "AUTO" if info.reordered is False else "SLICE")
@@ -359,8 +359,8 @@ class _Transcoder:
         p = int(df.pts)
         self.decoded = p
         if _frame_type(df) == "I":
-            if p == 0:
-                self.fuser.reset()
+            if p == 0:  # a run's first frame: its "I" step
+                self.fuser.reset(forget=True)
             else:
                 self.fuser.cut()
         elif not self.fuser.broken:
