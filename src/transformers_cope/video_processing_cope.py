@@ -313,8 +313,11 @@ class CoPEVideoProcessor(BaseVideoProcessor):
         if options.get("frames_fps") is not None:
             return float(options["frames_fps"])
         metadata = options.get("video_metadata")
-        if isinstance(metadata, (list, tuple)):
-            metadata = metadata[index] if index < len(metadata) else None
+        if isinstance(metadata, (list, tuple)):  # one per video, possibly nested like the videos: [[m0], [m1]]
+            flat = []
+            for item in metadata:
+                flat.extend(item if isinstance(item, (list, tuple)) else [item])
+            metadata = flat[index] if index < len(flat) else None
         fps = metadata.get("fps") if isinstance(metadata, dict) else getattr(metadata, "fps", None)
         return None if fps is None else float(fps)
 
@@ -360,9 +363,10 @@ class CoPEVideoProcessor(BaseVideoProcessor):
         """Rescale and normalise 0..255 values in place: ((x * rescale_factor) - mean) / std, the usual order."""
         if options["do_rescale"]:
             pixels.mul_(float(options["rescale_factor"]))
-        if options["do_normalize"]:
-            pixels.sub_(torch.tensor(list(options["image_mean"]), dtype=torch.float32).view(1, 3, 1, 1))
-            pixels.div_(torch.tensor(list(options["image_std"]), dtype=torch.float32).view(1, 3, 1, 1))
+        if options["do_normalize"]:  # a scalar or one value per RGB channel (extra values, e.g. alpha, unused)
+            mean, std = (torch.as_tensor(options[k], dtype=torch.float32).reshape(-1)[:3] for k in ("image_mean", "image_std"))
+            pixels.sub_(mean.view(1, -1, 1, 1))
+            pixels.div_(std.view(1, -1, 1, 1))
         return pixels
 
     def _compression_mask(self, frames: torch.Tensor, grid: int, threshold: float) -> torch.Tensor:
