@@ -136,3 +136,35 @@ def test_questions_while_another_thread_ingests(embedded, tmp_path):
     assert not worker.is_alive(), "ingestion hung"
     assert not errors, errors
     assert session.num_steps == 12 and len(seen) >= 2
+
+
+def test_pipeline_answers_a_list_of_questions_from_one_session(embedded, tmp_path):
+    from transformers import pipeline
+
+    from transformers_cope.pipeline_cope import TASK
+
+    model, processor = embedded
+    record = generate_motion_qa(1, tmp_path, tasks=("direction",), duration_s=8, fps=10, progress=False, seed=3,
+                                split="test")[0]
+    vqa = pipeline(TASK, model=model, processor=processor, device="cpu")
+    questions = [format_prompt(record), *FOLLOW_UPS]
+    many = vqa(record["video"], question=questions, max_new_tokens=8, gop_size=2)
+    assert many == [vqa(record["video"], question=q, max_new_tokens=8, gop_size=2) for q in questions]
+    assert vqa({"video": record["video"]}, question=questions[:1], reasoning=True, max_new_tokens=4) == [
+        vqa(record["video"], question=questions[0], reasoning=True, max_new_tokens=4)]
+    with pytest.raises(ValueError, match="one video"):
+        vqa([record["video"], record["video"]], question=questions)
+    with pytest.raises(ValueError, match="one question per call"):
+        vqa(record["video"], question=questions, self_consistency=3)
+
+
+def test_session_errors_are_clear(embedded):
+    model, processor = embedded
+    with pytest.raises(ValueError, match="holds no video"):
+        CoPEVideoSession(model, processor).ask("What moves?")
+    with pytest.raises(ValueError, match="at least one GOP"):
+        CoPEVideoSession(model, processor, gop_size=4, max_steps=3)
+    with pytest.raises(ValueError, match="use_token_compression"):
+        CoPEVideoSession(model, processor, use_token_compression=True)
+    with pytest.raises(TypeError, match="video path, CodecPrimitives or an iterable"):
+        CoPEVideoSession(model, processor).ingest(42)
