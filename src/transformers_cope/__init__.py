@@ -16,7 +16,16 @@ from transformers import (
     AutoVideoProcessor,
 )
 
-from .codec import CodecPrimitives, MotionVectorFrame, extract_primitives, read_motion_vectors, transcode
+from .codec import (
+    CodecPrimitives,
+    GOPIterator,
+    GOPPrimitives,
+    MotionVectorFrame,
+    extract_primitives,
+    iter_primitives,
+    read_motion_vectors,
+    transcode,
+)
 from .configuration_cope import CoPEDeltaConfig, CoPEVideoLMConfig, count_video_tokens
 from .embedded import DEFAULT_MODEL_DIR, load_default_model
 from .errors import (
@@ -71,6 +80,8 @@ __all__ = [
     "CoPEVideoLMProcessor",
     "CoPEVideoProcessor",
     "CodecPrimitives",
+    "GOPIterator",
+    "GOPPrimitives",
     "DEFAULT_MODEL_DIR",
     "CorruptVideoError",
     "MotionVectorFrame",
@@ -84,6 +95,7 @@ __all__ = [
     "add_cope_special_tokens",
     "count_video_tokens",
     "extract_primitives",
+    "iter_primitives",
     "load_default_model",
     "read_motion_vectors",
     "transcode",

@@ -76,7 +76,7 @@ class MotionVectorFrame:
 
 @dataclass
 class CodecPrimitives:
-    """Codec primitives of one video at the step layout (see `extract_primitives`).
+    """Codec primitives of one video at the step layout (see `extract_primitives`; `from_gops` builds it from GOPs).
 
     frame_types: one letter per step, "I" (RGB keyframe) or "P" (Δ step), e.g. "IPPPPPPPIPPPPPPP".
     keyframes: uint8 (n_I, Hk, Wk, 3) RGB at `frame_size`, or at extract_primitives' `keyframe_size` if given.
@@ -106,6 +106,64 @@ class CodecPrimitives:
     @property
     def num_steps(self) -> int:
         return len(self.frame_types)
+
+    @classmethod
+    def from_gops(cls, gops) -> "CodecPrimitives":
+        """Concatenate the GOPs of `iter_primitives` (in order) into one CodecPrimitives; bit-identical to
+        `extract_primitives` on the same arguments. Needs at least one GOP (the shapes come from them)."""
+        gops = list(gops)
+        if not gops:
+            raise ValueError("from_gops needs at least one GOP")
+        last = gops[-1]
+        if len({(g.frame_size, g.keyframes.shape[1:], g.residuals.shape[1:]) for g in gops}) != 1:
+            raise ValueError("GOPs of different frame sizes cannot be concatenated")
+
+        def cat(name):
+            return np.concatenate([getattr(g, name) for g in gops])
+
+        return cls(
+            frame_types="".join(g.frame_types for g in gops), keyframes=cat("keyframes"),
+            motion_vectors=cat("motion_vectors"), intra_masks=cat("intra_masks"), residuals=cat("residuals"),
+            timestamps=cat("timestamps"), frame_indices=cat("frame_indices"), frame_size=last.frame_size,
+            frames=cat("frames") if last.frames is not None else None,
+            mode=last.mode if len({g.mode for g in gops}) == 1 else "+".join(dict.fromkeys(g.mode for g in gops)),
+            source_fps=last.source_fps, duration=last.duration)
+
+
+@dataclass
+class GOPPrimitives:
+    """The codec primitives of one GOP of steps, as `iter_primitives` yields them (one "I" step first, then its
+    Δ steps and, with keyframes_per_gop > 1, its other keyframes). The arrays are those of `CodecPrimitives`
+    restricted to the GOP's steps, so concatenating every GOP in order gives `extract_primitives`' arrays.
+
+    index: GOP number (0-based; step `first_step = index * gop_size` is its first). frame_types: this GOP's letters
+    (gop_size of them, fewer for the last GOP). source_fps, duration: of the source as known when the GOP was
+    produced (a growing live source's duration grows). mode: "native" or "transcode".
+    """
+
+    index: int
+    first_step: int
+    frame_types: str
+    keyframes: np.ndarray
+    motion_vectors: np.ndarray
+    intra_masks: np.ndarray
+    residuals: np.ndarray
+    timestamps: np.ndarray
+    frame_indices: np.ndarray
+    frame_size: tuple[int, int]
+    frames: np.ndarray | None
+    mode: str
+    source_fps: float
+    duration: float
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.frame_types)
+
+    @property
+    def end_time(self) -> float:
+        """Timestamp of the GOP's last step in seconds."""
+        return float(self.timestamps[-1])
 
 
 @dataclass(frozen=True)

@@ -151,7 +151,7 @@ class CoPEVideoLMConfig(PreTrainedConfig):
 
     model_type = "cope_videolm"
     sub_configs = {"vision_config": AutoConfig, "text_config": AutoConfig, "delta_config": CoPEDeltaConfig}
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["cache", "past_key_values"]
 
     vision_config: dict | PreTrainedConfig | None = None
     text_config: dict | PreTrainedConfig | None = None

@@ -40,7 +40,8 @@ from trl.data_utils import is_conversational
 
 from ..data.synthetic_qa import format_prompt
 from ..test_time_scaling import FLAT_VIDEO_KEYS
-from .rewards import CombinedReward, accuracy_reward, temporal_consistency_bonus
+from .policy_eval import evaluate_policy
+from .rewards import REWARD_COLUMNS, CombinedReward, accuracy_reward, temporal_consistency_bonus
 from .sft import freeze_batchnorm
 
 __all__ = [
@@ -53,8 +54,6 @@ __all__ = [
     "shuffle_video_steps",
 ]
 
-# Dataset columns the rewards read (kept next to "prompt").
-REWARD_COLUMNS = ("answer", "answer_text", "answer_type", "options", "interval", "task", "id")
 # Columns that say "this row has a video" (TRL's GRPOTrainer reads only `image`/`images`; these it would ignore).
 VIDEO_COLUMNS = ("video", "videos")
 # GRPOTrainer keyword arguments whose rollouts or forwards bypass CoPEGRPOTrainer's video handling.
@@ -448,42 +447,7 @@ class CoPEGRPOTrainer(GRPOTrainer):
 
 
 # --------------------------------------------------------------------------------------------------- evaluation
-def _reward_columns(record: dict) -> dict[str, Any]:
-    return {key: record.get(key) for key in REWARD_COLUMNS}
-
-
-@torch.no_grad()
-def evaluate_rewards(model, processor, records: Sequence[dict], *, reward_fn: CombinedReward | None = None,
-                     num_samples: int = 4, temperature: float = 1.0, max_new_tokens: int = 96,
-                     greedy: bool = True, reasoning: bool = True, progress: bool = True) -> dict[str, float]:
-    """Mean verifiable reward of the policy on held-out QA records.
-
-    `reward` is the mean of `reward_fn` (default `CombinedReward()`) over `num_samples` completions per prompt
-    sampled at `temperature` (the quantity GRPO maximises); `greedy_reward` the same for one greedy completion.
-    Each reward component (format, accuracy, temporal_iou) is averaged over the completions it applies to.
-    """
-    from tqdm.auto import tqdm
-
-    from ..data.synthetic_qa import to_messages
-    from ..test_time_scaling import sample_chains
-
-    reward_fn = reward_fn or CombinedReward()
-    was_training = model.training
-    model.eval()
-    modes = {"": dict(n=num_samples, do_sample=True, temperature=temperature)}
-    if greedy:
-        modes["greedy_"] = dict(n=1, do_sample=False)
-    sums: dict[str, list[float]] = {}
-    try:
-        for record in tqdm(list(records), desc="evaluate rewards", disable=not progress):
-            messages = to_messages(record, reasoning=reasoning, include_answer=False)
-            for prefix, options in modes.items():
-                texts, _ = sample_chains(model, processor, messages=messages, max_new_tokens=max_new_tokens, **options)
-                columns = {k: [v] * len(texts) for k, v in _reward_columns(record).items()}
-                prompts = [messages] * len(texts)
-                sums.setdefault(prefix + "reward", []).extend(reward_fn(prompts, texts, **columns))
-                for name, values in reward_fn.components(prompts, texts, **columns).items():
-                    sums.setdefault(prefix + name, []).extend(v for v in values if v is not None)
-    finally:
-        model.train(was_training)
-    return {key: sum(values) / len(values) for key, values in sums.items() if values}
+def evaluate_rewards(model, processor, records: Sequence[dict], **kwargs) -> dict[str, Any]:
+    """Mean verifiable reward and its parts on held-out QA records: `policy_eval.evaluate_policy` (kept under this
+    name for existing callers)."""
+    return evaluate_policy(model, processor, records, **kwargs)
