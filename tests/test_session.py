@@ -168,3 +168,88 @@ def test_session_errors_are_clear(embedded):
         CoPEVideoSession(model, processor, use_token_compression=True)
     with pytest.raises(TypeError, match="video path, CodecPrimitives or an iterable"):
         CoPEVideoSession(model, processor).ingest(42)
+
+
+def _write_growing_ts(path, done: threading.Event, seconds: int = 12, fps: int = 10):
+    """A camera pan written as MPEG-TS (H.264 with B-frames), flushed every second with a pause: a live recording."""
+    import av
+
+    background = np.random.default_rng(0).integers(0, 255, (64, 64 + 2 * seconds * fps, 3), dtype=np.uint8)
+    try:
+        with open(path, "wb") as fh, av.open(fh, "w", format="mpegts") as out:
+            stream = out.add_stream("libx264", rate=fps)
+            stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+            stream.options = {"preset": "veryfast", "x264-params": "keyint=20:bframes=2"}
+            for t in range(seconds * fps):
+                frame = np.ascontiguousarray(background[:, 2 * t:2 * t + 64])
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+                if t % fps == fps - 1:
+                    fh.flush()
+                    time.sleep(0.15)
+            out.mux(stream.encode(None))
+    finally:
+        done.set()
+
+
+def _follow(path, done: threading.Event, codec_kwargs: dict, gop_size: int):
+    """GOPs of a file that another thread is still writing: re-scan it while it grows and yield each GOP once a later
+    one exists (the last GOP of a growing file may still gain steps); all of them once the writer is done."""
+    import warnings
+
+    from transformers_cope.codec import iter_primitives
+    from transformers_cope.errors import VideoDecodeError
+
+    yielded = 0
+    while True:
+        finished = done.is_set()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a file cut mid-packet warns that it looks truncated
+                gops = list(iter_primitives(path, gop_size=gop_size, **codec_kwargs))
+        except (VideoDecodeError, FileNotFoundError):  # nothing decodable written yet
+            gops = []
+        ready = gops if finished else gops[:-1]
+        for gop in ready[yielded:]:
+            yield gop
+        yielded = max(yielded, len(ready))
+        if finished:
+            return
+        time.sleep(0.1)
+
+
+def test_live_file_written_by_another_thread_while_questions_are_asked(embedded, tmp_path):
+    model, processor = embedded
+    path = tmp_path / "live.ts"
+    written, ingested = threading.Event(), threading.Event()
+    session = CoPEVideoSession(model, processor, gop_size=2)
+    errors = []
+
+    def ingest():
+        try:
+            session.ingest(_follow(path, written, session.codec_kwargs(), 2))
+        except BaseException as err:  # reported to the main thread
+            errors.append(err)
+        finally:
+            ingested.set()
+
+    writer = threading.Thread(target=_write_growing_ts, args=(path, written), daemon=True)
+    reader = threading.Thread(target=ingest, daemon=True)
+    writer.start()
+    reader.start()
+    question = "Does the camera pan left or right?\nAnswer with one word."
+    answers, deadline = [], time.monotonic() + 180
+    while not ingested.is_set() and time.monotonic() < deadline:
+        if session.num_steps:
+            answers.append((session.num_steps, session.ask(question, max_new_tokens=4)))
+        time.sleep(0.05)
+    reader.join(timeout=max(1.0, deadline - time.monotonic()))
+    assert ingested.is_set() and not reader.is_alive(), "live ingestion hung"
+    assert not errors, errors
+    assert answers and all(answer for _, answer in answers)
+    assert len({steps for steps, _ in answers}) >= 2  # questions were answered while the video grew
+    # once the recording is complete the session holds the whole file and answers as a one-shot prompt of it
+    assert session.num_steps == 12
+    inputs = _one_shot(model, processor, str(path), question, gop_size=2)
+    expected = model.generate(**inputs, max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    got = session.generate(question, max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    assert got.tolist() == expected[:, inputs["input_ids"].shape[1]:].tolist()

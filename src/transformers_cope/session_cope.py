@@ -113,6 +113,59 @@ class _HeldGOP:
     embeds: torch.Tensor | None
 
 
+class _Prefetched:
+    """Iterate `source` in a producer thread, at most `depth` items ahead; errors re-raise in the consumer. Keeps the
+    source's `num_gops` (for a progress bar); `close()` stops the producer and closes the source."""
+
+    _END = object()
+
+    def __init__(self, source, depth: int):
+        import queue
+
+        self.num_gops = getattr(source, "num_gops", None)
+        self._source = source
+        self._queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="cope-gop-prefetch", daemon=True)
+        self._thread.start()
+
+    def _produce(self):
+        try:
+            for item in self._source:
+                if not self._put(("item", item)):
+                    return
+            self._put(("end", None))
+        except BaseException as err:  # handed to the consumer
+            self._put(("error", err))
+
+    def _put(self, entry) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._queue.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self):
+        while True:
+            kind, value = self._queue.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+
+    def close(self):
+        self._stop.set()
+        self._thread.join()
+        close = getattr(self._source, "close", None)
+        if close is not None:
+            close()
+
+
 def _cache_kwarg(module) -> str:
     """The name a decoder's forward gives its cache: `cache` from transformers 5.2x, `past_key_values` before."""
     return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
@@ -309,11 +362,17 @@ class CoPEVideoSession:
         if self._stale:
             self._cache = DynamicCache()  # rebuilt at the next question (see _refresh); frees the old one now
 
-    def ingest(self, video, *, progress: bool = False, progress_desc: str | None = None) -> "CoPEVideoSession":
+    def ingest(self, video, *, progress: bool = False, progress_desc: str | None = None,
+               prefetch: int = 2) -> "CoPEVideoSession":
         """Ingest a video GOP by GOP: a file path (streamed by the codec layer), one `CodecPrimitives` (cut into
         GOPs), or any iterable of per-GOP primitives (e.g. `codec.iter_primitives(...)` or a live source).
-        `progress` shows a tqdm bar on stderr. Returns the session."""
+
+        prefetch: GOPs a producer thread extracts ahead while this thread prefills (extraction overlapped with the
+            model; PyAV and torch release the GIL in their kernels). 0 extracts in this thread.
+        progress: a tqdm bar on stderr. Returns the session."""
         gops = self._gop_source(video)
+        if prefetch > 0 and not isinstance(gops, (list, tuple)):
+            gops = _Prefetched(gops, prefetch)
         bar = None
         if progress:
             from tqdm.auto import tqdm
