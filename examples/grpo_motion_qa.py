@@ -2,7 +2,7 @@
 its gain away.
 
     python examples/grpo_motion_qa.py                      # tiny model, 2 seeds: SFT start, + GRPO, + more SFT
-    python examples/grpo_motion_qa.py --variants grpo,tgrpo --tasks event_order --duration 8   # T-GRPO vs GRPO
+    python examples/grpo_motion_qa.py --variants grpo,tgrpo --tasks which_half --duration 8  # T-GRPO vs GRPO
     python examples/grpo_motion_qa.py --model PATH         # start from a saved CoPE-VideoLM checkpoint (+ processor)
 
 Per seed: a short SFT on `<think>trace</think><answer>..</answer>` replies gives the starting policy; from that same
@@ -30,6 +30,7 @@ from transformers import set_seed
 
 from transformers_cope import CoPEVideoLMForConditionalGeneration, CoPEVideoLMProcessor
 from transformers_cope.data import generate_motion_qa
+from transformers_cope.data.order_qa import ORDER_TASKS, generate_order_qa
 from transformers_cope.data.synthetic_qa import TASKS, to_messages
 from transformers_cope.training.grpo import CoPEGRPOConfig, CoPEGRPOTrainer, make_grpo_dataset
 from transformers_cope.training.policy_eval import evaluate_policy
@@ -45,7 +46,8 @@ def parse_args(argv=None):
     p.add_argument("--processor", help="processor folder (default: the model folder, or the tiny processor)")
     p.add_argument("--output-dir", default="runs/grpo_motion_qa")
     p.add_argument("--data-dir", default=None, help="where the synthetic videos go (default: OUTPUT/data)")
-    p.add_argument("--tasks", default="direction", help=f"comma-separated motion QA tasks, from {','.join(TASKS)}")
+    p.add_argument("--tasks", default="direction",
+                   help=f"comma-separated motion QA tasks, from {','.join(TASKS + ORDER_TASKS)}")
     p.add_argument("--duration", type=float, default=4.0, help="clip length in seconds (1 Δ-coded step per second)")
     p.add_argument("--train-samples", type=int, default=512)
     p.add_argument("--eval-samples", type=int, default=96, help="held-out prompts (one is ~1 point)")
@@ -54,7 +56,7 @@ def parse_args(argv=None):
     p.add_argument("--sft-steps", type=int, default=None, help="SFT warm-start steps (default: 200 for a fresh "
                                                                "tiny model, 0 with --model)")
     p.add_argument("--sft-lr", type=float, default=2e-3)
-    p.add_argument("--grpo-steps", type=int, default=100)
+    p.add_argument("--grpo-steps", type=int, default=60)
     p.add_argument("--grpo-lr", type=float, default=3e-4)
     p.add_argument("--prompts-per-step", type=int, default=4)
     p.add_argument("--num-generations", type=int, default=6)
@@ -75,8 +77,9 @@ def parse_args(argv=None):
 def build_data(data_dir: Path, *, train: int, held_out: int, tasks: list[str], seed: int = 0, duration: float = 8.0):
     """Train and held-out (validation split: other seeds, other videos) motion QA records."""
     kw = dict(seed=seed, tasks=tasks, progress=False, duration_s=duration)
-    train_records = generate_motion_qa(train, data_dir, split="train", **kw)
-    held_records = generate_motion_qa(held_out, data_dir, split="validation", **kw)
+    generate = generate_order_qa if set(tasks) & set(ORDER_TASKS) else generate_motion_qa
+    train_records = generate(train, data_dir, split="train", **kw)
+    held_records = generate(held_out, data_dir, split="validation", **kw)
     return train_records, held_records
 
 
