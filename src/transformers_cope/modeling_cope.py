@@ -31,8 +31,9 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.resnet.modeling_resnet import ResNetEmbeddings, ResNetEncoder
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs, can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import merge_with_config_defaults
-from transformers.utils.output_capturing import capture_outputs
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_cope import CoPEDeltaConfig, CoPEVideoLMConfig
 
@@ -52,6 +53,15 @@ CACHE_KWARG = (
     "cache" if "cache" in inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters
     else "past_key_values"
 )
+
+
+def _cache_alias(func):
+    """Where the installed release calls the cache `cache`, `past_key_values` is deprecated exactly as in upstream
+    models (`deprecate_kwarg(..., "5.40.0", new_name="cache")`: a FutureWarning, then renamed); on 5.17 it is the
+    release's own name and passes silently. Generation itself always passes the release's name, so it never warns."""
+    if CACHE_KWARG == "cache":
+        return deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")(func)
+    return func
 
 
 def _one_cache(cache: Cache | None, past_key_values: Cache | None) -> Cache | None:
@@ -291,7 +301,16 @@ class CoPEDeltaPreTrainedModel(_SafetensorsOnlyLoading, PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
-    _can_record_outputs = {"hidden_states": CoPEDeltaLayer, "attentions": CoPEDeltaAttention}
+    # Both query transformers record their layers, so the hidden states number 2 * num_hidden_layers + 1; releases
+    # that resolve negative `output_hidden_states` indices (5.2x) read that count from the config property.
+    _can_record_outputs = {
+        "hidden_states": OutputRecorder(
+            CoPEDeltaLayer,
+            **({"num_hidden_layers_key": "num_recorded_hidden_layers"}
+               if "num_hidden_layers_key" in inspect.signature(OutputRecorder).parameters else {}),
+        ),
+        "attentions": CoPEDeltaAttention,
+    }
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -625,6 +644,7 @@ class CoPEVideoLMModel(CoPEVideoLMPreTrainedModel):
         mask = mask.unsqueeze(-1).expand_as(inputs_embeds).to(inputs_embeds.device)
         return inputs_embeds.masked_scatter(mask, features.to(inputs_embeds.device, inputs_embeds.dtype))
 
+    @_cache_alias
     @can_return_tuple
     def forward(
         self,
@@ -770,6 +790,7 @@ class CoPEVideoLMForConditionalGeneration(CoPEVideoLMPreTrainedModel, Generation
     ) -> CoPEDeltaEncoderOutput:
         return self.model.get_delta_features(delta_motion_vectors, delta_residuals, **kwargs)
 
+    @_cache_alias
     @can_return_tuple
     def forward(
         self,
@@ -894,6 +915,7 @@ class CoPEVideoLMForConditionalGeneration(CoPEVideoLMPreTrainedModel, Generation
             model_kwargs = {k: v for k, v in model_kwargs.items() if k not in PREFILL_ONLY_INPUTS or k in accepted}
         return super()._get_candidate_generator(*args, model_kwargs=model_kwargs, assistant_model=assistant_model, **kwargs)
 
+    @_cache_alias
     def prepare_inputs_for_generation(
         self,
         input_ids: torch.LongTensor,
