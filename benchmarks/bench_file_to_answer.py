@@ -7,7 +7,8 @@ clip), all methods on the same sampled steps (the CoPE processor's defaults: 1 f
                   `transformers.video_utils.load_video(backend="pyav")`) + the dense layout (every step a keyframe)
   (b) sequential  the CoPE processor on the path (`extract_primitives`, one thread) + prefill
   (c) parallel    the same with `extract_primitives(num_workers=N)` when the codec layer has it
-  (d) streaming   `CoPEVideoSession`: `iter_primitives` in a producer thread, each GOP prefilled as it arrives
+  (d) streaming   `CoPEVideoSession`: `iter_primitives` (with `num_workers` when it has them) in a producer thread,
+                  each GOP prefilled as it arrives
 Part 2: a follow-up question about 1, 5 and 20-minute videos, with the session (only the question is prefilled),
 re-prefilling kept primitives, and re-running from the file; plus a session holding every step of the 20-minute
 video (1 fps): its ingestion time, follow-up latency, and peak RSS (measured in a fresh process), and the KV cache
@@ -115,7 +116,10 @@ class Bench:
         side = self.vp._image_side(self.vp.size)
         self.llava = LlavaOnevisionVideoProcessor(size={"height": side, "width": side})
         self.codec = self.vp._codec_kwargs(self.vp._options({}))
+        from transformers_cope.codec import iter_primitives
+
         self.parallel_ok = "num_workers" in inspect.signature(extract_primitives).parameters
+        self.stream_parallel_ok = "num_workers" in inspect.signature(iter_primitives).parameters
 
     def prompt(self, question: str) -> str:
         messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
@@ -163,6 +167,8 @@ class Bench:
         codec = dict(self.codec)
         if max_steps != "processor":
             codec["max_steps"] = max_steps
+        if self.stream_parallel_ok and self.workers > 1:
+            codec["num_workers"] = self.workers
         session.ingest(iter_primitives(path, **codec), prefetch=2)
         token = int(session.generate(question, max_new_tokens=1, do_sample=False)[0, -1])
         synchronize(self.device)
@@ -261,7 +267,7 @@ def main(argv=None) -> int:
         follow_size = (176, 320)
 
     # warm-up: every method once on a small clip (kernels, lazy imports, allocator)
-    warm = panned_clip(workdir, seconds=10, fps=10, height=96, width=160)
+    warm = videos[0] if args.quick else panned_clip(workdir, seconds=10, fps=10, height=96, width=160)
     warm_idx = np.asarray(extract_primitives(warm, **bench.codec).frame_indices)
     bench.dense(warm, warm_idx, QUESTIONS[0])
     bench.sequential(warm, QUESTIONS[0])
