@@ -1,6 +1,7 @@
 """`cope-videolm`: ask a CoPE-VideoLM about a video, inspect what the codec gives it, or run the synthetic demo.
 
     cope-videolm ask VIDEO QUESTION [--model PATH]     answer a question (default: the embedded model)
+    cope-videolm chat VIDEO [--model PATH]             ingest the video once, then answer questions read from stdin
     cope-videolm inspect VIDEO [--step N --png out.png] GOP layout, token budget vs dense, motion/residual picture
     cope-videolm demo                                  synthetic motion video -> embedded model -> answer vs truth
 
@@ -130,6 +131,68 @@ def cmd_ask(args) -> int:
     if "votes" in result:
         votes = ", ".join(f"{k}: {v}" for k, v in result["votes"].items())
         print(f"votes: {votes} (agreement {result['agreement']:.0%})")
+    return EXIT_OK
+
+
+def cmd_chat(args) -> int:
+    """Questions from stdin, one per line; answers on stdout. The video is prefilled once into a CoPEVideoSession
+    (a tqdm bar on stderr while it is ingested); each question then costs only its own tokens. In a terminal a
+    `question>` prompt is written to stderr; in a pipe nothing but the answers reaches stdout. Empty line, `exit`,
+    `quit` or end of input stop. `--live` answers at once about what has been ingested so far."""
+    import threading
+
+    from .codec import probe_video
+    from .session_cope import CoPEVideoSession
+
+    _check_video(args.video)
+    probe_video(args.video)  # a bad video fails here, before a model is loaded
+    pipe = _load_pipeline(args.model, args.device, args.dtype)
+    knobs = {"keyframes_per_gop": args.keyframes_per_gop, "fps": args.fps}
+    session = CoPEVideoSession(pipe.model, pipe.processor, max_steps=args.window,
+                               **{k: v for k, v in knobs.items() if v is not None})
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    failure: list[BaseException] = []
+
+    def ingest():
+        try:
+            session.ingest(args.video, progress=progress, progress_desc=f"ingesting {Path(args.video).name}")
+        except BaseException as err:  # re-raised in the main thread
+            failure.append(err)
+
+    worker = threading.Thread(target=ingest, name="cope-chat-ingest", daemon=True)
+    worker.start()
+    if not args.live:
+        worker.join()
+    instruction = args.instruction
+    if instruction is None and args.model is None:
+        instruction = EMBEDDED_INSTRUCTION
+    options = pipe._generation_options({"max_new_tokens": args.max_new_tokens}, sample=False)
+    interactive = sys.stdin.isatty()
+    while True:
+        if failure:
+            raise failure[0]
+        if interactive:
+            print("question> ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        question = line.strip()
+        if not line or question.lower() in ("", "exit", "quit"):
+            break
+        if instruction and instruction.strip().lower() not in question.lower():
+            question = f"{question}\n{instruction.strip()}"
+        while args.live and not session.num_steps and worker.is_alive():
+            worker.join(0.05)  # the first GOP is on its way
+        if failure:
+            raise failure[0]
+        started = time.monotonic()
+        answer = session.ask(question, **options)
+        if args.json:
+            print(json.dumps({"question": question, "answer": answer, "steps": session.num_steps,
+                              "seconds": round(time.monotonic() - started, 3)}), flush=True)
+        else:
+            print(answer, flush=True)
+    worker.join()
+    if failure:
+        raise failure[0]
     return EXIT_OK
 
 
@@ -283,6 +346,23 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print one JSON object")
     progress_flags(ask)
     ask.set_defaults(func=cmd_ask)
+
+    chat = sub.add_parser("chat", help="ingest a video once, then answer questions from stdin (one per line)")
+    chat.add_argument("video")
+    chat.add_argument("--model", help="checkpoint folder or Hub id (default: the embedded model)")
+    chat.add_argument("--instruction", default=None, help="line appended to each question (as for ask)")
+    chat.add_argument("--max-new-tokens", type=int, default=64)
+    chat.add_argument("--keyframes-per-gop", type=int)
+    chat.add_argument("--fps", type=float)
+    chat.add_argument("--window", type=int, metavar="STEPS",
+                      help="sliding window: keep only the last STEPS steps in the cache (default: all)")
+    chat.add_argument("--live", action="store_true",
+                      help="answer at once about what has been ingested so far instead of waiting for the whole video")
+    chat.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    chat.add_argument("--dtype", help="bfloat16, float16, float32 (default: the checkpoint's)")
+    chat.add_argument("--json", action="store_true", help="one JSON object per answer")
+    progress_flags(chat)
+    chat.set_defaults(func=cmd_chat)
 
     inspect = sub.add_parser("inspect", help="GOP layout, token budget and a motion/residual picture")
     inspect.add_argument("video")

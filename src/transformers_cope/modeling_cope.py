@@ -265,7 +265,31 @@ class CoPEResidualEmbeddings(nn.Module):
         return tokens + self.position_scale * positions
 
 
-class CoPEDeltaPreTrainedModel(PreTrainedModel):
+class _SafetensorsOnlyLoading:
+    """Mixed into every CoPE `PreTrainedModel` (the Δ-encoder too: `AutoModel` loads a `cope_delta` folder)."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """Safetensors only, unless the caller passes `use_safetensors=False`: Transformers falls back to pickle
+        checkpoints (pytorch_model.bin) by default, and unpickling a file from the internet is a code-execution
+        risk that a plugin loading remote checkpoints should not take silently."""
+        if (kwargs.get("use_safetensors") is not None or pretrained_model_name_or_path is None
+                or kwargs.get("state_dict") is not None or kwargs.get("gguf_file")):
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, use_safetensors=True, **kwargs)
+        except OSError as e:
+            if "safetensors" not in str(e):
+                raise
+            raise OSError(
+                f"{pretrained_model_name_or_path} has no safetensors weights (model.safetensors or "
+                f"model.safetensors.index.json); CoPE-VideoLM refuses pickle checkpoints such as pytorch_model.bin "
+                f"by default because loading them can run arbitrary code. Convert it to safetensors, or pass "
+                f"use_safetensors=False if you trust the file."
+            ) from e
+
+
+class CoPEDeltaPreTrainedModel(_SafetensorsOnlyLoading, PreTrainedModel):
     config: CoPEDeltaConfig
     config_class = CoPEDeltaConfig
     base_model_prefix = "delta_encoder"
@@ -484,7 +508,7 @@ CoPEVideoLMCausalLMOutputWithPast = _multimodal_output(
 )
 
 
-class CoPEVideoLMPreTrainedModel(PreTrainedModel):
+class CoPEVideoLMPreTrainedModel(_SafetensorsOnlyLoading, PreTrainedModel):
     config: CoPEVideoLMConfig
     config_class = CoPEVideoLMConfig
     base_model_prefix = "model"
@@ -502,27 +526,6 @@ class CoPEVideoLMPreTrainedModel(PreTrainedModel):
     # and a forward without them is the plain LM, so generation may compile them (static cache, compiled decoding);
     # tests/test_generation_paths.py checks `torch.compile(model.forward, fullgraph=True)` on a decode step.
     _can_compile_fullgraph = True
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """Safetensors only, unless the caller passes `use_safetensors=False`: Transformers falls back to pickle
-        checkpoints (pytorch_model.bin) by default, and unpickling a file from the internet is a code-execution
-        risk that a plugin loading remote checkpoints should not take silently."""
-        if (kwargs.get("use_safetensors") is not None or pretrained_model_name_or_path is None
-                or kwargs.get("state_dict") is not None or kwargs.get("gguf_file")):
-            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        try:
-            return super().from_pretrained(pretrained_model_name_or_path, *model_args, use_safetensors=True, **kwargs)
-        except OSError as e:
-            if "safetensors" not in str(e):
-                raise
-            raise OSError(
-                f"{pretrained_model_name_or_path} has no safetensors weights (model.safetensors or "
-                f"model.safetensors.index.json); CoPE-VideoLM refuses pickle checkpoints such as pytorch_model.bin "
-                f"by default because loading them can run arbitrary code. Convert it to safetensors, or pass "
-                f"use_safetensors=False if you trust the file."
-            ) from e
-
 
 class CoPEVideoLMModel(CoPEVideoLMPreTrainedModel):
     """Vision tower + Δ-encoder + shared projector + base language model (no LM head)."""
