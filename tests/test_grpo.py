@@ -263,14 +263,21 @@ def test_trl_private_api_pin():
 
 
 def test_base_trl_logprob_pass_is_video_blind(setup, tmp_path):
-    """Without the override TRL would score completions from input_ids alone; the CoPE model refuses that
-    (placeholders without video tensors) instead of training on it silently."""
+    """Without the override TRL would score completions from input_ids alone: like upstream VLMs, the model reads
+    placeholders without video tensors as plain tokens, so nothing would fail and training would be video-blind.
+    CoPE's override feeds each prompt's video, and its scores differ from TRL's."""
     _, _, dataset = setup
     trainer = _trainer(setup, tmp_path)
-    ids, _ = trainer.encode_prompt(dataset[0]["prompt"])
+    ids, video = trainer.encode_prompt(dataset[0]["prompt"])
     ids = torch.tensor([ids])
-    with pytest.raises(ValueError, match="placeholders"):
-        GRPOTrainer._get_per_token_logps_and_entropies(trainer, trainer.model, ids, torch.ones_like(ids), 1)
+    with torch.no_grad():
+        blind = GRPOTrainer._get_per_token_logps_and_entropies(trainer, trainer.model, ids, torch.ones_like(ids), 4)[0]
+        text_only = trainer.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[:, -5:-1]
+        trainer._video_batch = [video]
+        seeing = trainer._get_per_token_logps_and_entropies(trainer.model, ids, torch.ones_like(ids), 4)[0]
+    expected = torch.log_softmax(text_only.float(), -1).gather(-1, ids[:, -4:, None]).squeeze(-1)
+    torch.testing.assert_close(blind, expected, rtol=1e-4, atol=1e-4)  # TRL's pass = the model without the video
+    assert not torch.allclose(blind, seeing, atol=1e-4)  # the override's pass sees it
 
 
 # ------------------------------------------------------------------------------ refusing video-less training

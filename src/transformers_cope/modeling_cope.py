@@ -229,6 +229,9 @@ class CoPEResidualBackbone(nn.Module):
         super().__init__()
         self.embedder = ResNetEmbeddings(config)
         self.encoder = ResNetEncoder(config)
+        for module in self.modules():  # initialised as ResNet initialises them (`CoPEDeltaPreTrainedModel._init_weights`)
+            if isinstance(module, (nn.Conv2d, nn.BatchNorm2d)):
+                module._resnet_init = True
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.encoder(self.embedder(pixel_values), return_dict=True).last_hidden_state
@@ -317,16 +320,15 @@ class CoPEDeltaPreTrainedModel(_SafetensorsOnlyLoading, PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, CoPEDeltaQueryTransformer):
             init.normal_(module.queries, mean=0.0, std=self.config.initializer_range)
-        elif isinstance(module, CoPEResidualBackbone):  # as `ResNetPreTrainedModel._init_weights`
-            for sub in module.modules():
-                if isinstance(sub, nn.Conv2d):
-                    init.kaiming_normal_(sub.weight, mode="fan_out", nonlinearity="relu")
-                elif isinstance(sub, nn.BatchNorm2d):
-                    init.ones_(sub.weight)
-                    init.zeros_(sub.bias)
-                    init.zeros_(sub.running_mean)
-                    init.ones_(sub.running_var)
-                    init.zeros_(sub.num_batches_tracked)
+        elif getattr(module, "_resnet_init", False):  # as `ResNetPreTrainedModel._init_weights`, module by module
+            if isinstance(module, nn.Conv2d):
+                init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                init.ones_(module.weight)
+                init.zeros_(module.bias)
+                init.zeros_(module.running_mean)
+                init.ones_(module.running_var)
+                init.zeros_(module.num_batches_tracked)
 
 
 @dataclass
