@@ -127,19 +127,22 @@ def _split(plan: _Plan, num_workers: int | None) -> list[_Segment] | None:
     # frame i takes the targets in (mid[i - 1], mid[i]] (_Sampler); a margin keeps the earlier frame on a tie
     mid = np.append(0.5 * (times[:-1] + times[1:]), times[-1] + 1.0 / info.fps)
     eps = 1e-6 * max(1.0, float(np.abs(times).max()))
-    candidates = []  # (key frame index, GOP start step)
+    candidates = []  # (key frame index, GOP start step, first frame of that step)
     for start in range(plan.gop_size, len(plan.types), plan.gop_size):
-        frame = int(np.searchsorted(mid, targets[step_target[start]] - eps, side="left"))
-        k = int(np.searchsorted(keys, min(frame, n - 1), side="right")) - 1
+        frame = min(int(np.searchsorted(mid, targets[step_target[start]] - eps, side="left")), n - 1)
+        k = int(np.searchsorted(keys, frame, side="right")) - 1
         if k >= 0 and keys[k] > 0 and (not candidates or keys[k] > candidates[-1][0]):
-            candidates.append((int(keys[k]), start))
+            candidates.append((int(keys[k]), start, frame))
+    # balance the decoding: the segment before a split decodes up to the split step's frame, the one after from
+    # the keyframe before it, so a split "sits" between the two
     chosen = []
     for s in range(1, workers):
         goal = s * n / workers
-        best = min((c for c in candidates if not chosen or c[0] > chosen[-1][0]), key=lambda c: abs(c[0] - goal),
-                   default=None)
+        best = min((c for c in candidates if not chosen or c[0] > chosen[-1][0]),
+                   key=lambda c: abs(0.5 * (c[0] + c[2]) - goal), default=None)
         if best is not None and best not in chosen:
             chosen.append(best)
+    chosen = [(key, start) for key, start, _ in chosen]
     chosen = _seekable(plan, chosen)
     if not chosen:
         return None
