@@ -271,3 +271,64 @@ def test_base_trl_logprob_pass_is_video_blind(setup, tmp_path):
     ids = torch.tensor([ids])
     with pytest.raises(ValueError, match="placeholders"):
         GRPOTrainer._get_per_token_logps_and_entropies(trainer, trainer.model, ids, torch.ones_like(ids), 1)
+
+
+# ------------------------------------------------------------------------------ refusing video-less training
+def test_string_prompts_with_a_video_column_are_refused(setup, tmp_path):
+    """TRL injects `image` columns into prompts but not `video`: a plain-string prompt next to a `video` column
+    would train on text-only forwards, silently. The trainer refuses it at construction and per batch."""
+    from datasets import Dataset
+
+    records, processor, dataset = setup
+    text_rows = Dataset.from_list([{"prompt": r["question"], "video": r["video"], "answer": r["answer"]}
+                                   for r in records])
+    with pytest.raises(ValueError, match=r"'video' column.*text-only"):
+        CoPEGRPOTrainer(CoPEVideoLMForConditionalGeneration(tiny_model_config()), args=CoPEGRPOConfig(
+            str(tmp_path / "run"), report_to="none", use_cpu=True, allow_text_only=True),
+            train_dataset=text_rows, processing_class=processor)
+    chat_rows = Dataset.from_list([{"prompt": [{"role": "user", "content": [{"type": "text", "text": r["question"]}]}],
+                                    "videos": [r["video"]]} for r in records])
+    with pytest.raises(ValueError, match=r"train_dataset row 0: .*chat without a video block.*'videos' column"):
+        _trainer((records, processor, chat_rows), tmp_path)
+    trainer = _trainer(setup, tmp_path)  # a valid trainer; then an invalid batch (as an iterable dataset yields)
+    with pytest.raises(ValueError, match="a GRPO batch.*'video' column"):
+        trainer._generate_and_score_completions([{"prompt": records[0]["question"], "video": records[0]["video"]}])
+
+
+def test_prompts_without_video_need_an_explicit_opt_in(setup, tmp_path):
+    from datasets import Dataset
+
+    records, processor, _ = setup
+    rows = Dataset.from_list([{"prompt": [{"role": "user", "content": r["question"]}], "answer": r["answer"]}
+                              for r in records])
+    with pytest.raises(ValueError, match="allow_text_only=True"):
+        _trainer((records, processor, rows), tmp_path)
+    trainer = _trainer((records, processor, rows), tmp_path, allow_text_only=True)
+    ids, video = trainer.encode_prompt(rows[0]["prompt"])
+    assert ids and video == {}
+
+
+def test_paths_that_bypass_the_video_are_refused(setup, tmp_path):
+    _, processor, dataset = setup
+    model = CoPEVideoLMForConditionalGeneration(tiny_model_config())
+    args = CoPEGRPOConfig(str(tmp_path / "run"), report_to="none", use_cpu=True)
+    with pytest.raises(ValueError, match="rollout_func"):
+        CoPEGRPOTrainer(model, args=args, train_dataset=dataset, processing_class=processor,
+                        rollout_func=lambda prompts, trainer: {})
+    args.use_vllm = True  # set after construction: GRPOConfig would check that vLLM is installed
+    with pytest.raises(ValueError, match="use_vllm"):
+        CoPEGRPOTrainer(model, args=args, train_dataset=dataset, processing_class=processor)
+
+
+def test_gradient_forward_without_video_raises(setup, tmp_path):
+    """The last guard: whatever path led there, a gradient-enabled log-prob pass over rows without video tensors
+    raises (a no-grad pass, e.g. text-only evaluation, is allowed)."""
+    _, _, dataset = setup
+    trainer = _trainer(setup, tmp_path)
+    ids = torch.tensor([trainer.processing_class.tokenizer("hello there").input_ids])
+    trainer._video_batch = [{}]
+    with pytest.raises(RuntimeError, match="without video tensors for rows \\[0\\]"):
+        trainer._get_per_token_logps_and_entropies(trainer.model, ids, torch.ones_like(ids), 1)
+    with torch.no_grad():
+        logps, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, torch.ones_like(ids), 1)
+    assert logps.shape == (1, 1)

@@ -19,7 +19,7 @@ import transformers_cope  # noqa: F401
 from isolated_python import run_isolated
 from transformers_cope import CoPEVideoLMForConditionalGeneration
 from transformers_cope.hub import push_cope_to_hub, save_cope_pretrained
-from transformers_cope.hub_server import LocalHubServer, git_blob_sha1
+from transformers_cope.testing.hub_server import LocalHubServer, git_blob_sha1
 from transformers_cope.model_card import OVERVIEW, TIPS, build_model_card, token_table
 from transformers_cope.pipeline_cope import TASK, register_pipeline
 from transformers_cope.tiny import build_tiny_processor, tiny_model_config

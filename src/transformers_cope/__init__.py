@@ -46,6 +46,7 @@ from .modeling_cope import (
 )
 from .pipeline_cope import VideoQuestionAnsweringPipeline, register_pipeline
 from .processing_cope import CoPEVideoLMProcessor, add_cope_special_tokens
+from .session_cope import CoPEVideoSession
 from .video_processing_cope import CoPEVideoProcessor
 
 __version__ = "0.1.0"
@@ -80,6 +81,7 @@ __all__ = [
     "CoPEVideoLMPreTrainedModel",
     "CoPEVideoLMProcessor",
     "CoPEVideoProcessor",
+    "CoPEVideoSession",
     "CodecPrimitives",
     "GOPIterator",
     "GOPPrimitives",

@@ -37,6 +37,7 @@ is ignored too (frames are scaled in coded pixels).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 from .codec_extract import _check_options, _make_plan, _sequential
@@ -47,11 +48,14 @@ from .codec_probe import _Reader, probe_video
 from .codec_schedule import step_frame_types
 from .codec_transcode import transcode
 from .codec_types import (
+    DEFAULT_MAX_DECODED_PIXELS,
     DEFAULT_MAX_FRAMES,
+    DEFAULT_MAX_PIXEL_RATE,
     DEFAULT_MAX_PIXELS,
     MV_COLUMNS,
     MV_EXPORTING_CODECS,
     CodecPrimitives,
+    DecodeLimits,
     GOPPrimitives,
     MotionVectorFrame,
     VideoInfo,
@@ -62,6 +66,9 @@ __all__ = [
     "MV_EXPORTING_CODECS",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MAX_FRAMES",
+    "DEFAULT_MAX_DECODED_PIXELS",
+    "DEFAULT_MAX_PIXEL_RATE",
+    "DecodeLimits",
     "MotionVectorFrame",
     "CodecPrimitives",
     "GOPPrimitives",
@@ -124,7 +131,9 @@ def iter_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_per_
                     return_frames: bool = False, progress: bool = False, codec: str = "mpeg4",
                     codec_fps: float = 5.0, preset: str = "medium", crf: float = 23, qscale: int = 2,
                     encoder_threads: int = 1, residual_interpolation: str = "bilinear",
-                    keyframe_size=None, num_workers: int | None = None) -> GOPIterator:
+                    keyframe_size=None, max_decoded_pixels: int | None = DEFAULT_MAX_DECODED_PIXELS,
+                    max_pixel_rate: float | None = DEFAULT_MAX_PIXEL_RATE, max_decode_seconds: float | None = None,
+                    allow_network: bool = False, num_workers: int | None = None) -> GOPIterator:
     """The codec primitives of `path` one GOP at a time: a `GOPIterator` of `GOPPrimitives`, each yielded as soon as
     the last frame it needs is decoded (arguments: see `extract_primitives`).
 
@@ -137,8 +146,13 @@ def iter_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_per_
     segment streams from this process, the others' GOPs follow when their worker is done.
     """
     _check_options(fps, codec_fps, mode, residual_scale, mv_block, max_steps, residual_interpolation, codec, preset,
-                   gop_size, keyframes_per_gop)
-    reader = _Reader(path, max_pixels, max_frames)  # the scan; its open container decodes afterwards
+                   gop_size, keyframes_per_gop, crf=crf, qscale=qscale, encoder_threads=encoder_threads,
+                   max_frames=max_frames, max_pixels=max_pixels, max_decoded_pixels=max_decoded_pixels,
+                   max_pixel_rate=max_pixel_rate, max_decode_seconds=max_decode_seconds)
+    limits = DecodeLimits(max_pixels=max_pixels, max_frames=max_frames, max_decoded_pixels=max_decoded_pixels,
+                          max_pixel_rate=max_pixel_rate, max_decode_seconds=max_decode_seconds,
+                          allow_network=allow_network)
+    reader = _Reader(path, max_pixels, max_frames, limits)  # the scan; its open container decodes afterwards
     try:
         plan = _make_plan(path, reader.info, fps=fps, gop_size=gop_size, keyframes_per_gop=keyframes_per_gop,
                           mode=mode, size=size, mv_block=mv_block, residual_scale=residual_scale,
@@ -146,6 +160,7 @@ def iter_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_per_
                           return_frames=return_frames, codec=codec, codec_fps=codec_fps, preset=preset, crf=crf,
                           qscale=qscale, encoder_threads=encoder_threads,
                           residual_interpolation=residual_interpolation, keyframe_size=keyframe_size)
+        plan = dataclasses.replace(plan, limits=limits)
         warned = _warn_truncated(path, reader.info)
     except BaseException:
         reader.__exit__(None, None, None)
@@ -166,7 +181,9 @@ def extract_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_p
                        progress: bool = False, codec: str = "mpeg4", codec_fps: float = 5.0,
                        preset: str = "medium", crf: float = 23, qscale: int = 2, encoder_threads: int = 1,
                        residual_interpolation: str = "bilinear", keyframe_size=None,
-                       num_workers: int | None = None) -> CodecPrimitives:
+                       max_decoded_pixels: int | None = DEFAULT_MAX_DECODED_PIXELS,
+                       max_pixel_rate: float | None = DEFAULT_MAX_PIXEL_RATE, max_decode_seconds: float | None = None,
+                       allow_network: bool = False, num_workers: int | None = None) -> CodecPrimitives:
     """Codec primitives of a video at CoPE-VideoLM's step layout (see CodecPrimitives for the arrays).
 
     Steps: sampled at `fps` from the first frame (nearest decoded frame by presentation time), uniformly
@@ -220,9 +237,14 @@ def extract_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_p
         (`os.sched_getaffinity`), at most one per 300 source packets; 1: sequential. Inputs that cannot be split
         (bytes, no usable keyframe, damaged or timestamp-less packets, a daemonic process) are extracted
         sequentially.
-    Caps: `max_pixels` (per frame, checked from the stream header before decoding), `max_frames` (decoded frames;
-    checked from a packet scan first) raise VideoTooLargeError. Long videos stream: memory does not grow with
-    duration beyond the returned arrays.
+    Caps: `max_pixels` (per frame: from the stream header, then on every size change in the stream before the
+    decoder allocates at that size), `max_frames` (decoded frames; checked from a packet scan first) and the decode
+    budget raise VideoTooLargeError. Budget: `max_decoded_pixels` (frames x pixels per file; default one hour of
+    1080p60 passes), `max_pixel_rate` (decoded pixels per second of the timeline; default DCI 4K at 30 fps passes,
+    4096x4096 at 25 fps does not) and `max_decode_seconds` (wall clock from opening, off by default). Long videos
+    stream: memory does not grow with duration beyond the returned arrays.
+    Sources: a path is always the local file it names; http(s)/rtsp URLs are opened only with
+    `allow_network=True`; playlists, concat lists and image-sequence patterns are refused (UnsupportedVideoError).
     """
 
     with iter_primitives(path, fps=fps, gop_size=gop_size, keyframes_per_gop=keyframes_per_gop, mode=mode, size=size,
@@ -230,5 +252,6 @@ def extract_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_p
                          max_pixels=max_pixels, return_frames=return_frames, progress=progress, codec=codec,
                          codec_fps=codec_fps, preset=preset, crf=crf, qscale=qscale, encoder_threads=encoder_threads,
                          residual_interpolation=residual_interpolation, keyframe_size=keyframe_size,
-                         num_workers=num_workers) as gops:
+                         max_decoded_pixels=max_decoded_pixels, max_pixel_rate=max_pixel_rate,
+                         max_decode_seconds=max_decode_seconds, allow_network=allow_network, num_workers=num_workers) as gops:
         return CodecPrimitives.from_gops(gops)

@@ -27,7 +27,7 @@ from .codec_probe import _describe, _Reader
 from .codec_schedule import _grid_steps, _resolve_size, _sampled, _Sampler, _step_times, step_frame_types
 from .codec_transcode import _configure_encoder, _encodable, _progress, _Scaler
 from .codec_types import _CLASSIC_MPEG_DECODERS, MV_EXPORTING_CODECS, GOPPrimitives, VideoInfo
-from .errors import UnsupportedVideoError, VideoTooLargeError
+from .errors import UnsupportedVideoError, VideoTooLargeError, check_number
 
 
 class _Worker:
@@ -526,9 +526,12 @@ class _Plan:
     max_pixels: int | None
     src_hw: tuple[int, int] | None = None  # source frame size the sizes derive from (None: the first frame's)
     live: object = None  # codec_live._LiveSchedule: targets made as the stream grows (then `times` is unused)
+    limits: object = None  # codec_probe.DecodeLimits, enforced on the packets of parallel segments too
 
     def make_steps(self, src_hw, first_frame, mode: str, first_step: int, *, even: bool) -> _Steps:
         hw = _resolve_size(self.size, src_hw[0], src_hw[1], even=even)
+        if min(hw) < self.mv_block:  # the first decoded frame may be smaller than the header said
+            _too_small_for_grid(self.src, hw, self.mv_block, self.size)
         hr = max(1, int(round(hw[0] * self.residual_scale)))
         wr = max(1, int(round(hw[1] * self.residual_scale)))
         key_hw = None
@@ -540,22 +543,42 @@ class _Plan:
 
 
 def _check_options(fps, codec_fps, mode, residual_scale, mv_block, max_steps, residual_interpolation, codec, preset,
-                   gop_size, keyframes_per_gop) -> None:
-    if fps <= 0 or codec_fps <= 0:
-        raise ValueError(f"need fps > 0 and codec_fps > 0, got fps={fps}, codec_fps={codec_fps}")
+                   gop_size, keyframes_per_gop, *, crf=23, qscale=2, encoder_threads=1, max_frames=None,
+                   max_pixels=None, max_decoded_pixels=None, max_pixel_rate=None, max_decode_seconds=None) -> None:
+    """Every option checked up front, numbers finite and in range (issue 16, D8: NaN, inf and 1e300 used to come
+    back as OverflowError/UFuncTypeError/av.ArgumentError from deep inside)."""
+    check_number("fps", fps, low=0, high=1000, low_open=True)
+    check_number("codec_fps", codec_fps, low=0, high=1000, low_open=True)
+    check_number("residual_scale", residual_scale, low=0, high=1, low_open=True)
+    check_number("mv_block", mv_block, low=1, high=4096, integer=True)
+    check_number("max_steps", max_steps, low=1, high=10**7, integer=True, optional=True)
+    check_number("gop_size", gop_size, low=1, high=10**6, integer=True)
+    check_number("keyframes_per_gop", keyframes_per_gop, low=1, high=10**6, integer=True)
+    for name, value in (("max_frames", max_frames), ("max_pixels", max_pixels),
+                        ("max_decoded_pixels", max_decoded_pixels)):
+        check_number(name, value, low=1, integer=True, optional=True)
+    check_number("max_pixel_rate", max_pixel_rate, low=0, low_open=True, optional=True)
+    check_number("max_decode_seconds", max_decode_seconds, low=0, low_open=True, optional=True)
+    check_number("crf", crf, low=0, high=63)
+    check_number("qscale", qscale, low=1, high=31, integer=True)
+    check_number("encoder_threads", encoder_threads, low=0, high=256, integer=True)
     if mode not in ("auto", "native", "transcode"):
         raise ValueError(f"mode must be 'auto', 'native' or 'transcode', got {mode!r}")
-    if not 0 < residual_scale <= 1:
-        raise ValueError(f"residual_scale must be in (0, 1], got {residual_scale}")
-    if mv_block < 1 or (max_steps is not None and max_steps < 1):
-        raise ValueError(f"need mv_block >= 1 and max_steps >= 1, got {mv_block}, {max_steps}")
     if residual_interpolation not in ("bilinear", "bicubic", "nearest"):
         raise ValueError(f"residual_interpolation must be bilinear, bicubic or nearest, got {residual_interpolation!r}")
     if codec not in ("libx264", "mpeg4"):
         raise ValueError(f"codec must be 'libx264' or 'mpeg4', got {codec!r}")
     if codec == "libx264" and preset == "ultrafast":
         raise ValueError("preset='ultrafast' gives integer-pel vectors only; use 'superfast' or slower")
-    step_frame_types(1, gop_size, keyframes_per_gop)  # validates
+    step_frame_types(1, int(gop_size), int(keyframes_per_gop))  # validates
+
+
+def _too_small_for_grid(path, hw, mv_block: int, size) -> None:
+    """A frame smaller than one motion cell has no motion grid (issue 16, D7: 1x1 and 2x2 videos)."""
+    if size is None:
+        raise UnsupportedVideoError(path, f"frame size {hw[1]}x{hw[0]} is smaller than mv_block={mv_block}: no "
+                                          f"motion grid at the source size; pass size= (e.g. 224) to scale it")
+    raise ValueError(f"mv_block={mv_block} is larger than the frame size {hw}")
 
 
 def _make_plan(path, info: VideoInfo, *, fps, gop_size, keyframes_per_gop, mode, size, mv_block, residual_scale,
@@ -570,9 +593,9 @@ def _make_plan(path, info: VideoInfo, *, fps, gop_size, keyframes_per_gop, mode,
                                        f"exceed max_frames={max_frames}; set max_steps to sample them")
     times = _step_times(first, last, fps, max_steps)
     types = step_frame_types(len(times), gop_size, keyframes_per_gop)
-    hw_check = _resolve_size(size, max(info.height, 16), max(info.width, 16), even=False)
+    hw_check = _resolve_size(size, info.height or 16, info.width or 16, even=False)
     if min(hw_check) < mv_block:
-        raise ValueError(f"mv_block={mv_block} is larger than the frame size {hw_check}")
+        _too_small_for_grid(path, hw_check, mv_block, size)
     hard, soft = _native_blockers(info, times, types)
     use_native = (mode == "native" and not hard) or (mode == "auto" and not hard and not soft)
     if mode == "native" and hard:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -108,8 +109,9 @@ def _split(plan: _Plan, num_workers: int | None) -> list[_Segment] | None:
     workers = default_num_workers() if auto else int(num_workers)
     if auto:
         workers = min(workers, info.num_packets // MIN_PACKETS_PER_SEGMENT)
-    if workers < 2 or not isinstance(plan.src, (str, os.PathLike)) or multiprocessing.current_process().daemon:
-        return None
+    if (workers < 2 or not isinstance(plan.src, (str, os.PathLike)) or not os.path.isfile(os.fspath(plan.src))
+            or multiprocessing.current_process().daemon):
+        return None  # bytes, URLs, pipes and devices are not seekable from another process
     pts = info.frame_pts
     n = len(pts)
     if (info.truncated or info.reordered is None or n < 2 or n != info.num_packets or not info.time_base
@@ -227,13 +229,13 @@ def _run_segment(plan: _Plan, seg: _Segment, *, opened=None, progress: bool = Fa
                  warned: bool = False) -> Iterator[GOPPrimitives]:
     """One segment's GOPs (in a worker process, or streamed in the parent for the first segment)."""
     if opened is None:
-        container, stream = _open(plan.src)
+        container, stream = _open(plan.src, plan.max_pixels)
         landed = _seek(container, stream, seg.seek_pts, plan.info.time_base)
         if landed is None:
             container.close()
             raise _Unsplittable(f"the seek to pts {seg.seek_pts} did not land on its keyframe")
         first, packets = landed
-        opened = (container, stream, _chain(first, packets))
+        opened = (container, stream, _guarded(plan, stream, _chain(first, packets)))
     checked = {}
 
     def frame_filter(frames):
@@ -246,6 +248,16 @@ def _run_segment(plan: _Plan, seg: _Segment, *, opened=None, progress: bool = Fa
     drive = _iter_native if plan.native else _iter_transcode
     yield from drive(plan, opened, first_step=seg.first_step, stop_step=seg.stop_step, frame_filter=frame_filter,
                      seeked=seg.seek_pts is not None, after=after, progress=progress, warned=warned)
+
+
+def _guarded(plan: _Plan, stream, packets):
+    """The segment's packets under the caller's decode limits (in-band size changes, decoded pixels, wall clock
+    from the segment's start), checked as `_Reader.open` checks a whole file's."""
+    if plan.limits is None:
+        return packets
+    guard = _Reader.__new__(_Reader)
+    guard.src, guard.limits, guard.started = plan.src, plan.limits, time.monotonic()
+    return guard._guarded(stream, packets)
 
 
 def _chain(first, packets):

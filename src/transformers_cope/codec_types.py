@@ -25,12 +25,38 @@ _CLASSIC_MPEG_DECODERS = frozenset({"mpeg1video", "mpeg2video", "mpeg4", "h263",
                                     "msmpeg4v3", "wmv1", "wmv2", "flv1"})
 DEFAULT_MAX_PIXELS = 4096 * 4096  # per frame; 4K/DCI 4K pass, 8K must be allowed explicitly
 DEFAULT_MAX_FRAMES = 500_000  # decoded frames: ~4.6 h at 30 fps
+# The decode budget (issue 16, D6): decode cost is pixels, so it is capped in pixels, which a loaded machine does not
+# change. Total decoded pixels per file: 2**39 = 5.5e11, i.e. one hour of 1080p at 60 fps (4.5e11) passes.
+DEFAULT_MAX_DECODED_PIXELS = 2**39
+# Decoded pixels per second of the video's timeline: 2**28 = 2.7e8, i.e. DCI 4K (4096x2160) at 30 fps or 1080p at
+# 120 fps pass; 4096x4096 at 25 fps (4.2e8: 2.7 MB of it took 28-60 s to decode) does not.
+DEFAULT_MAX_PIXEL_RATE = 2**28
 _CELL = 8  # FFmpeg exports 16x16, 16x8, 8x16 and 8x8 blocks: an 8-px grid is the finest that carries information
 _PICT_TYPES = {1: "I", 2: "P", 3: "B", 4: "P", 5: "I", 6: "P", 7: "B"}  # AVPictureType: S->P, SI->I, SP->P, BI->B
 _ISO_BMFF_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"styp")
 
 
 # ---------------------------------------------------------------------------------------------------- data classes
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What one file may cost; every limit raises VideoTooLargeError (None = no limit).
+
+    max_pixels: pixels per frame, from the header, the probe and every in-band size change (before the decoder
+        allocates at that size: FFmpeg's own `max_pixels` decoder option is set too).
+    max_frames: decoded frames. max_decoded_pixels: frames x pixels over the file. max_pixel_rate: decoded pixels
+        per second of the timeline (from the packet scan). max_decode_seconds: wall-clock seconds from opening
+        to the last decoded frame (off by default: the pixel caps do not depend on machine load).
+    allow_network: open http(s)/rtsp URLs (off: a string is always a local path, opened as an absolute `file:`).
+    """
+
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    max_frames: int | None = DEFAULT_MAX_FRAMES
+    max_decoded_pixels: int | None = DEFAULT_MAX_DECODED_PIXELS
+    max_pixel_rate: float | None = DEFAULT_MAX_PIXEL_RATE
+    max_decode_seconds: float | None = None
+    allow_network: bool = False
 
 
 @dataclass(frozen=True)

@@ -67,13 +67,16 @@ class VideoQuestionAnsweringPipeline(Pipeline):
     vqa("clip.mp4", question="Which direction does the red square move?")
     # [{'answer': 'left'}]
     vqa(["a.mp4", "b.mp4"], question="Does the camera pan left or right?", batch_size=2)
+    vqa("clip.mp4", question=["Which way does it move?", "Does the camera pan?"])  # the video is prefilled once
+    # [[{'answer': 'left'}], [{'answer': 'no'}]]
     vqa("clip.mp4", question="...", reasoning=True, self_consistency=5)
     # [{'answer': 'left', 'reasoning': '...', 'votes': {'left': 4, 'up': 1}, 'agreement': 0.8}]
     ```
 
     Inputs: a video path, a `{"video": path, "question": str}` dict, or a list of either (a list gives a list of
     results). Call options:
-        question: the question (required unless every input dict carries one).
+        question: the question (required unless every input dict carries one); a list of questions about one video
+            prefills the video once (`session_cope.CoPEVideoSession`) and returns one result list per question.
         reasoning: append the `<think>/<answer>` instruction to the question (models trained with traces use it).
         self_consistency: K > 1 samples K chains per video (temperature 0.7 unless set) and returns the majority
             answer with `votes` and `agreement` (`test_time_scaling.self_consistency`).
@@ -176,11 +179,46 @@ class VideoQuestionAnsweringPipeline(Pipeline):
 
     def __call__(self, videos, question=None, **kwargs):
         """Answer `question` about `videos` (a path, a {"video", "question"} dict, or a list of them)."""
+        if isinstance(question, (list, tuple)):
+            return self._answer_with_session(videos, list(question), **kwargs)
         if question is not None:
             kwargs["question"] = question
         if isinstance(videos, tuple):
             videos = list(videos)
         return super().__call__(videos, **kwargs)
+
+    def _answer_with_session(self, video, questions: list, **kwargs) -> list[list[dict]]:
+        """Several questions about one video: its primitives are extracted and prefilled once into a
+        `CoPEVideoSession`, then each question prefills only its own tokens (the answers are those of separate calls).
+        Returns one result list per question, in order."""
+        from .session_cope import CoPEVideoSession
+
+        if isinstance(video, dict):
+            video = video.get("video")
+        if hasattr(video, "__fspath__"):
+            video = video.__fspath__()
+        if isinstance(video, (list, tuple)):
+            raise ValueError("A list of questions is asked about one video; pass one video (a path or CodecPrimitives).")
+        if not questions or not all(isinstance(q, str) and q for q in questions):
+            raise ValueError("question=[...] needs non-empty strings.")
+        preprocess, forward, _ = self._sanitize_parameters(**kwargs)
+        if forward.get("scaling") is not None or forward.get("num_samples", 1) > 1:
+            raise ValueError("self_consistency, best_of_n and num_return_sequences take one question per call.")
+        video_kwargs = dict(preprocess.get("video_kwargs") or {})
+        video_processor = self.processor.video_processor
+        codec_kwargs = video_processor._codec_kwargs(video_processor._options(video_kwargs))
+        primitives = video_processor.fetch_videos(video, **codec_kwargs)  # as a one-shot call extracts it
+        video_kwargs.pop("max_steps", None)  # sampling is done; the session keeps every extracted step
+        session = CoPEVideoSession(self.model, self.processor, **video_kwargs).ingest(primitives)
+        options = self._generation_options(forward.get("generate_kwargs"), sample=False)
+        options.pop("num_return_sequences", None)
+        results = []
+        for question in questions:
+            text = f"{question}\n{THINK_INSTRUCTION}" if preprocess.get("reasoning") else question
+            generated = session.generate(text, **options)
+            texts = self.processor.post_process_image_text_to_text(generated, skip_special_tokens=True)
+            results.append([parse_answer(t) for t in texts])
+        return results
 
     # ------------------------------------------------------------------------------------------------ preprocess
     def preprocess(self, inputs, question=None, reasoning=False, video_kwargs=None):

@@ -9,7 +9,7 @@ is preceded by `Time {t:.1f}s:` as in VideoLLaMA3. Ships as Hub remote code (fla
 
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin
 
-from .video_processing_cope import CoPEVideoProcessor, CoPEVideosKwargs, flatten_videos
+from .video_processing_cope import CoPEVideoProcessor, CoPEVideoProcessorInitKwargs, flatten_videos
 
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
@@ -72,7 +72,7 @@ def add_cope_special_tokens(tokenizer, chat_template: str | None = CHAT_TEMPLATE
 class CoPEProcessorKwargs(ProcessingKwargs, total=False):
     """Routes the video processor's knobs (keyframes_per_gop, codec_size, ...) given flat to `processor(...)`."""
 
-    videos_kwargs: CoPEVideosKwargs
+    videos_kwargs: CoPEVideoProcessorInitKwargs
     _defaults = {}  # TypedDicts do not inherit it, and transformers 5.17's apply_chat_template reads it
 
 
