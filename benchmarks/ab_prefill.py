@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     import bench_ttft
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--baseline", default="HEAD~1", help="git revision of the baseline model code")
+    ap.add_argument("--baseline", default="main", help="git revision of the baseline model code (default main)")
     ap.add_argument("--size", choices=("cpu", "tiny"), default="cpu")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--compile", action="store_true", help="add this checkout + compile_encoders() (inductor)")
