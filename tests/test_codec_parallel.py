@@ -112,7 +112,7 @@ def pan_clip(tmp_path):
     return write_video(tmp_path / "one_gop.mp4", scene, gop_size=1000)
 
 
-def test_default_workers_leave_short_clips_sequential(media_dir):
+def test_default_workers_leave_short_clips_and_two_cores_sequential(media_dir, monkeypatch):
     from transformers_cope.codec_extract import _make_plan
     from transformers_cope.codec_probe import _Reader
 
@@ -126,3 +126,9 @@ def test_default_workers_leave_short_clips_sequential(media_dir):
     assert plan.info.num_packets < 2 * codec_parallel.MIN_PACKETS_PER_SEGMENT
     assert codec_parallel._split(plan, None) is None
     assert codec_parallel._split(plan, 2) is not None
+    # the rule itself: one worker per two cores (an extraction keeps two busy), one per MIN_PACKETS_PER_SEGMENT
+    monkeypatch.setattr(codec_parallel, "MIN_PACKETS_PER_SEGMENT", 100)
+    monkeypatch.setattr(codec_parallel, "default_num_workers", lambda: 2)
+    assert codec_parallel._split(plan, None) is None
+    monkeypatch.setattr(codec_parallel, "default_num_workers", lambda: 4)
+    assert len(codec_parallel._split(plan, None)) == 2
