@@ -45,7 +45,7 @@ def both(path, **kwargs):
 
 
 @pytest.mark.parametrize("name", ["vid_h264.mp4", "vid_mpeg4_part2.mp4", "city_cc0.mpg"])
-@pytest.mark.parametrize("mode", ["transcode", "native"])
+@pytest.mark.parametrize("mode", ["transcode", pytest.param("native", marks=pytest.mark.slow)])
 def test_parallel_equals_sequential_on_real_clips(media_dir, name, mode, splits):
     sequential, parallel = both(media_dir / name, mode=mode, fps=2.0, gop_size=4, size=(64, 96), return_frames=True)
     assert splits[-1] is not None and len(splits[-1]) == 2 and splits[-1][1].seek_pts is not None
