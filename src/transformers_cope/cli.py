@@ -1,7 +1,7 @@
 """`cope-videolm`: ask a CoPE-VideoLM about a video, inspect what the codec gives it, or run the synthetic demo.
 
     cope-videolm ask VIDEO QUESTION [--model PATH]     answer a question (default: the embedded model)
-    cope-videolm chat VIDEO [--model PATH]             ingest the video once, then answer questions read from stdin
+    cope-videolm chat VIDEO [--model PATH] [--follow]  ingest the video once, then answer questions read from stdin
     cope-videolm inspect VIDEO [--step N --png out.png] GOP layout, token budget vs dense, motion/residual picture
     cope-videolm demo                                  synthetic motion video -> embedded model -> answer vs truth
 
@@ -139,14 +139,18 @@ def cmd_chat(args) -> int:
     """Questions from stdin, one per line; answers on stdout. The video is prefilled once into a CoPEVideoSession
     (a tqdm bar on stderr while it is ingested); each question then costs only its own tokens. In a terminal a
     `question>` prompt is written to stderr; in a pipe nothing but the answers reaches stdout. Empty line, `exit`,
-    `quit` or end of input stop. `--live` answers at once about what has been ingested so far."""
+    `quit` or end of input stop. `--live` answers at once about what has been ingested so far; `--follow` reads a file
+    that is still being written (codec.iter_live_primitives) until no data came for `--idle-timeout` seconds."""
     import threading
 
     from .codec import probe_video
     from .session_cope import CoPEVideoSession
 
-    _check_video(args.video)
-    probe_video(args.video)  # a bad video fails here, before a model is loaded
+    if args.follow:
+        args.live = True  # a growing file has no end to wait for
+    else:
+        _check_video(args.video)
+        probe_video(args.video)  # a bad video fails here, before a model is loaded
     pipe = _load_pipeline(args.model, args.device, args.dtype)
     knobs = {"keyframes_per_gop": args.keyframes_per_gop, "fps": args.fps}
     session = CoPEVideoSession(pipe.model, pipe.processor, max_steps=args.window,
@@ -156,7 +160,8 @@ def cmd_chat(args) -> int:
 
     def ingest():
         try:
-            session.ingest(args.video, progress=progress, progress_desc=f"ingesting {Path(args.video).name}")
+            session.ingest(args.video, progress=progress, progress_desc=f"ingesting {Path(args.video).name}",
+                           live=args.follow, **({"idle_timeout": args.idle_timeout} if args.follow else {}))
         except BaseException as err:  # re-raised in the main thread
             failure.append(err)
 
@@ -415,6 +420,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="sliding window: keep only the last STEPS steps in the cache (default: all)")
     chat.add_argument("--live", action="store_true",
                       help="answer at once about what has been ingested so far instead of waiting for the whole video")
+    chat.add_argument("--follow", action="store_true",
+                      help="VIDEO is still being written (MPEG-TS, fragmented MP4): read it as it grows (implies --live)")
+    chat.add_argument("--idle-timeout", type=float, default=10.0,
+                      help="with --follow: stop reading after this many seconds without new data (default 10)")
     chat.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     chat.add_argument("--dtype", help="bfloat16, float16, float32 (default: the checkpoint's)")
     chat.add_argument("--json", action="store_true", help="one JSON object per answer")
