@@ -41,7 +41,12 @@ from transformers_cope.training.alignment import (
     evaluate_alignment,
     train_alignment,
 )
-from transformers_cope.training.alignment_controls import ablate_delta, mean_shrink_baseline, per_step_mse
+from transformers_cope.training.alignment_controls import (
+    ablate_delta,
+    mean_shrink_baseline,
+    per_step_mse,
+    with_vision_tokens,
+)
 
 VARIANTS = {"none": "aligned, with Δ", "zero": "aligned, Δ zeroed", "shuffle": "aligned, Δ shuffled across steps"}
 
@@ -52,14 +57,14 @@ def parse_args(argv=None):
     p.add_argument("--processor", help="processor folder (default: the model folder, or the tiny processor)")
     p.add_argument("--videos", help="folder of videos to align on (default: synthetic textured videos)")
     p.add_argument("--output-dir", default="runs/align_delta_encoder")
-    p.add_argument("--train-videos", type=int, default=32)
-    p.add_argument("--val-videos", type=int, default=8, help="validation split for early stopping")
+    p.add_argument("--train-videos", type=int, default=96)
+    p.add_argument("--val-videos", type=int, default=16, help="validation split for early stopping")
     p.add_argument("--eval-videos", type=int, default=16, help="held-out videos (7 Δ steps each)")
     p.add_argument("--size", type=int, default=64, help="side of the synthetic videos")
-    p.add_argument("--max-pan", type=float, default=4.0, help="camera pan, px per frame at 64 px (uniform +-)")
-    p.add_argument("--max-object", type=float, default=6.0, help="object velocity, px per frame at 64 px")
-    p.add_argument("--steps", type=int, default=400, help="most training steps (early stopping may stop sooner)")
-    p.add_argument("--eval-every", type=int, default=25, help="validation every N steps")
+    p.add_argument("--max-pan", type=float, default=2.0, help="camera pan, px per frame at 64 px (uniform +-)")
+    p.add_argument("--max-object", type=float, default=3.0, help="object velocity, px per frame at 64 px")
+    p.add_argument("--steps", type=int, default=1500, help="most training steps (early stopping may stop sooner)")
+    p.add_argument("--eval-every", type=int, default=50, help="validation every N steps")
     p.add_argument("--patience", type=int, default=4, help="validations without improvement before stopping")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1.5e-3)
@@ -75,16 +80,15 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def synthetic_videos(folder: Path, count: int, *, size: int, seed: int, max_pan: float = 4.0,
-                     max_object: float = 6.0) -> list[Path]:
-    """8 s textured videos (5 fps) with a random camera pan and, mostly, a sprite moving on its own."""
+def synthetic_videos(folder: Path, count: int, *, size: int, seed: int, max_pan: float = 2.0,
+                     max_object: float = 3.0) -> list[Path]:
+    """8 s textured videos (5 fps) with a random camera pan and a sprite moving on its own."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     paths = []
     for i in range(count):
         pan = tuple(float(v) for v in rng.uniform(-max_pan, max_pan, 2) * size / 64)
-        sprite = tuple(float(v) for v in rng.uniform(-max_object, max_object, 2) * size / 64) if rng.random() < 0.8 \
-            else None
+        sprite = tuple(float(v) for v in rng.uniform(-max_object, max_object, 2) * size / 64)
         path = folder / f"video_{seed}_{i:04d}_{max_pan:g}_{max_object:g}.mp4"
         if not path.exists():
             make_textured_video(path, height=size, width=size, num_frames=40, fps=5, pan=pan, sprite_velocity=sprite,
@@ -169,7 +173,10 @@ def main(argv=None):
     _, processor = load_stack(args)
     t = time.time()
     train_paths, val_paths, held_paths = video_splits(args, output_dir)
-    splits = [DeltaAlignmentDataset(paths, processor.video_processor, progress=False)
+    set_seed(args.model_seed)
+    token_source = _aligner_for_tokens(args)  # the frozen tower: its tokens are computed once, not every step
+    splits = [with_vision_tokens(token_source, DeltaAlignmentDataset(paths, processor.video_processor,
+                                                                    progress=False))
               for paths in (train_paths, val_paths, held_paths)]
     train, validation, held_out = splits
     print(f"Δ steps: {len(train)} training / {len(validation)} validation / {len(held_out)} held-out "
@@ -187,8 +194,7 @@ def main(argv=None):
                   f"(best validation at step {best}, {seconds:.0f} s)")
             if variant == "none" and saved is None:
                 saved = model
-    set_seed(args.model_seed)
-    shrink = mean_shrink_baseline(_aligner_for_tokens(args), train, held_out)
+    shrink = mean_shrink_baseline(token_source, train, held_out)
     copy_mse = results["none"][0]["copy_mse"]
 
     print(f"\nheld-out patch-wise MSE to the frozen vision tower's tokens ({len(held_out)} Δ steps of "

@@ -72,6 +72,9 @@ def _download_tests(target: Path) -> None:
                 parts = Path(member.name).parts
                 if len(parts) == 3 and parts[1] == "tests" and parts[2].endswith(".py") and member.isfile():
                     (partial / parts[2]).write_bytes(tar.extractfile(member).read())
+        # upstream's tests/ is a package with an empty __init__.py (test_configuration_common.py imports the folder
+        # through it); the sdist leaves that empty file out
+        (partial / "__init__.py").write_text("")
         if not (partial / "test_modeling_common.py").is_file():
             raise UpstreamUnavailable(f"the transformers=={VERSION} sdist has no tests/test_modeling_common.py")
         partial.rename(target)
@@ -110,6 +113,7 @@ def load(*modules: str) -> list[types.ModuleType]:
     tests = cache_dir() / f"transformers-{VERSION}-tests"
     if not tests.is_dir():
         _download_tests(tests)
+    (tests / "__init__.py").touch()
     if PACKAGE not in sys.modules:
         package = types.ModuleType(PACKAGE)
         package.__path__ = [str(tests)]
@@ -125,5 +129,3 @@ def load(*modules: str) -> list[types.ModuleType]:
     return [importlib.import_module(f"{PACKAGE}.{module}") for module in modules]
 
 
-def skip_reason_missing(name: str) -> str | None:
-    return UPSTREAM_MISSING.get(name)

@@ -168,3 +168,63 @@ def test_session_errors_are_clear(embedded):
         CoPEVideoSession(model, processor, use_token_compression=True)
     with pytest.raises(TypeError, match="video path, CodecPrimitives or an iterable"):
         CoPEVideoSession(model, processor).ingest(42)
+
+
+def _write_growing_ts(path, done: threading.Event, seconds: int = 12, fps: int = 10):
+    """A camera pan written as MPEG-TS (H.264 with B-frames), flushed every second with a pause: a live recording."""
+    import av
+
+    background = np.random.default_rng(0).integers(0, 255, (64, 64 + 2 * seconds * fps, 3), dtype=np.uint8)
+    try:
+        with open(path, "wb") as fh, av.open(fh, "w", format="mpegts") as out:
+            stream = out.add_stream("libx264", rate=fps)
+            stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+            stream.options = {"preset": "veryfast", "x264-params": "keyint=20:bframes=2"}
+            for t in range(seconds * fps):
+                frame = np.ascontiguousarray(background[:, 2 * t:2 * t + 64])
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+                if t % fps == fps - 1:
+                    fh.flush()
+                    time.sleep(0.15)
+            out.mux(stream.encode(None))
+    finally:
+        done.set()
+
+
+def test_live_file_written_by_another_thread_while_questions_are_asked(embedded, tmp_path):
+    model, processor = embedded
+    path = tmp_path / "live.ts"
+    written, ingested = threading.Event(), threading.Event()
+    session = CoPEVideoSession(model, processor, gop_size=2)
+    errors, received = [], []
+
+    def ingest():
+        try:
+            follow = iter_video_gops(path, 2, live=True, finished=written, **session.codec_kwargs())
+            session.ingest(received.append(gop) or gop for gop in follow)  # codec.iter_live_primitives
+        except BaseException as err:  # reported to the main thread
+            errors.append(err)
+        finally:
+            ingested.set()
+
+    writer = threading.Thread(target=_write_growing_ts, args=(path, written), daemon=True)
+    reader = threading.Thread(target=ingest, daemon=True)
+    writer.start()
+    reader.start()
+    question = "Does the camera pan left or right?\nAnswer with one word."
+    answers, deadline = [], time.monotonic() + 180
+    while not ingested.is_set() and time.monotonic() < deadline:
+        if session.num_steps:
+            answers.append((session.num_steps, session.ask(question, max_new_tokens=4)))
+        time.sleep(0.05)
+    reader.join(timeout=max(1.0, deadline - time.monotonic()))
+    assert ingested.is_set() and not reader.is_alive(), "live ingestion hung"
+    assert not errors, errors
+    assert answers and all(answer for _, answer in answers)
+    assert len({steps for steps, _ in answers}) >= 2  # questions were answered while the video grew
+    # once the recording is complete the session holds all of it and answers as a one-shot prompt of what it read
+    assert session.num_steps == 12 and len(received) == 6
+    inputs = _one_shot(model, processor, _concat(received), question, gop_size=2)
+    expected = model.generate(**inputs, max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    got = session.generate(question, max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    assert got.tolist() == expected[:, inputs["input_ids"].shape[1]:].tolist()

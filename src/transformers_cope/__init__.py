@@ -22,6 +22,7 @@ from .codec import (
     GOPPrimitives,
     MotionVectorFrame,
     extract_primitives,
+    iter_live_primitives,
     iter_primitives,
     read_motion_vectors,
     transcode,
@@ -45,6 +46,7 @@ from .modeling_cope import (
 )
 from .pipeline_cope import VideoQuestionAnsweringPipeline, register_pipeline
 from .processing_cope import CoPEVideoLMProcessor, add_cope_special_tokens
+from .session_cope import CoPEVideoSession
 from .video_processing_cope import CoPEVideoProcessor
 
 __version__ = "0.1.0"
@@ -79,6 +81,7 @@ __all__ = [
     "CoPEVideoLMPreTrainedModel",
     "CoPEVideoLMProcessor",
     "CoPEVideoProcessor",
+    "CoPEVideoSession",
     "CodecPrimitives",
     "GOPIterator",
     "GOPPrimitives",
@@ -95,6 +98,7 @@ __all__ = [
     "add_cope_special_tokens",
     "count_video_tokens",
     "extract_primitives",
+    "iter_live_primitives",
     "iter_primitives",
     "load_default_model",
     "read_motion_vectors",

@@ -6,7 +6,8 @@
     cope-videolm demo                                  synthetic motion video -> embedded model -> answer vs truth
 
 Bad videos end with exit code 2 and one line naming the file and the problem (the package's typed errors); so do
-bad arguments. Long videos show a progress bar while the codec primitives are extracted (`--no-progress` to hide).
+bad arguments. This module imports nothing heavy at the top (torch, transformers and PyAV load inside the commands),
+so the `cope-videolm` launcher (`transformers_cope_cli`) parses and prechecks arguments in well under a second. Long videos show a progress bar while the codec primitives are extracted (`--no-progress` to hide).
 """
 
 from __future__ import annotations
@@ -196,6 +197,20 @@ def cmd_chat(args) -> int:
     return EXIT_OK
 
 
+def _video_processor_of(model: str | None):
+    """The processor whose geometry `inspect` shows: the checkpoint's, else the paper's defaults."""
+    from .video_processing_cope import CoPEVideoProcessor
+
+    if model is None:
+        return CoPEVideoProcessor()
+    from transformers import AutoProcessor
+
+    try:
+        return AutoProcessor.from_pretrained(model).video_processor
+    except (OSError, ValueError, AttributeError) as err:
+        raise CLIError(f"--model {model}: cannot read its processor ({err})") from None
+
+
 def cmd_inspect(args) -> int:
     from .codec import extract_primitives
     from .configuration_cope import CoPEVideoLMConfig, count_video_tokens
@@ -211,9 +226,13 @@ def cmd_inspect(args) -> int:
     if not 1 <= k <= gop:
         raise CLIError(f"--keyframes-per-gop must be between 1 and --gop-size ({gop}), got {k}")
     want_png = args.png is not None
-    prim = extract_primitives(args.video, fps=fps, gop_size=gop, keyframes_per_gop=k, size=args.size,
-                              max_steps=args.max_steps, return_frames=want_png,
-                              progress=_show_progress(args.video, args.progress))
+    # The processor's geometry: square codec frames (the source is squashed, not cropped) and its MV cells, so the
+    # table and the picture show what the model reads.
+    video_processor = _video_processor_of(args.model)
+    side = args.size if args.size is not None else int(video_processor.codec_size)
+    prim = extract_primitives(args.video, fps=fps, gop_size=gop, keyframes_per_gop=k, size=(side, side),
+                              mv_block=int(video_processor.mv_block), max_steps=args.max_steps,
+                              return_frames=want_png, progress=_show_progress(args.video, args.progress))
     types = prim.frame_types
     h, w = prim.frame_size
     print(f"{args.video}: {prim.duration:.1f} s at {prim.source_fps:g} fps, codec frames {w}x{h} "
@@ -233,7 +252,7 @@ def cmd_inspect(args) -> int:
     summary = step_motion_summary(prim)
     if summary:
         print()
-        print("| Δ step | time | mean |mv| px | max |mv| px | intra | mean |residual| |")
+        print(r"| Δ step | time | mean \|mv\| px | max \|mv\| px | intra | mean \|residual\| |")
         print("|---:|---:|---:|---:|---:|---:|")
         for row in summary:
             print(f"| {row['step']} | {row['time']:.1f}s | {row['mean_motion']:.1f} | {row['max_motion']:.1f} | "
@@ -259,6 +278,7 @@ def cmd_demo(args) -> int:
     from .data.synthetic_qa import format_prompt
 
     started = time.monotonic()
+    print(f"seed: {args.seed} (same videos again: cope-videolm demo --seed {args.seed})")
     pipe = _load_pipeline(args.model, args.device, None)
     meta = DEMO_SETTINGS
     generator = SyntheticMotionQA(size=meta["size"], duration_s=args.duration, fps=meta["fps"],
@@ -309,7 +329,13 @@ def _config_of(model: str):
         raise CLIError(f"--model {model}: cannot read its config ({err})") from None
 
 
+_URL_PREFIXES = ("http://", "https://", "ftp://", "s3://", "gs://", "hf://")
+
+
 def _check_video(path: str) -> None:
+    if path.lower().startswith(_URL_PREFIXES):
+        raise CLIError(f"{path}: URLs are not fetched; download the video first (e.g. curl -LO URL) and pass the "
+                       "local file")
     if not os.path.exists(path):
         raise CLIError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -402,8 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--gop-size", type=_COUNT)
     inspect.add_argument("--keyframes-per-gop", type=_COUNT)
     inspect.add_argument("--max-steps", type=_COUNT, default=None)
-    inspect.add_argument("--size", type=_number(int, low=16, high=8192), default=224, help="short side of the codec frames (default 224)")
-    inspect.add_argument("--step", type=_number(int, low=0, high=10**7), help="Δ step to draw (default: the one with the most motion)")
+    inspect.add_argument("--size", type=_number(int, low=16, high=8192), default=None,
+                         help="side of the square codec frames (default: the processor's codec_size, 224 for the "
+                              "paper's; the source is squashed to a square as the model sees it)")
+    inspect.add_argument("--step", type=_number(int, low=0, high=10**7),
+                         help="Δ step to draw (default: the one with the most motion)")
     inspect.add_argument("--png", help="write the picture of that step here")
     progress_flags(inspect)
     inspect.set_defaults(func=cmd_inspect)
@@ -420,11 +449,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .errors import VideoDecodeError
+def precheck(args) -> None:
+    """Checks that need no model, codec or torch (the launcher runs them before the heavy imports): the video path
+    exists and is not a URL, the question is not empty. Raises CLIError."""
+    if getattr(args, "video", None) is not None:
+        _check_video(args.video)
+    if getattr(args, "question", None) is not None and not args.question.strip():
+        raise CLIError("the question is empty")
 
+
+def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        precheck(args)
+    except CLIError as err:
+        print(f"cope-videolm {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    from .errors import VideoDecodeError
+
     try:
         return args.func(args)
     except (CLIError, VideoDecodeError) as err:

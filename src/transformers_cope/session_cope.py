@@ -91,14 +91,21 @@ class _Chunk:
     frames: object = None
 
 
-def iter_video_gops(path, gop_size: int, **codec_kwargs) -> Iterator:
-    """GOPs of a video file: the codec layer's streaming iterator (`codec.iter_primitives`) when this install has it,
-    else `extract_primitives` cut into GOPs (the same arrays, all extracted before the first GOP is yielded)."""
+def iter_video_gops(path, gop_size: int, *, live: bool = False, **codec_kwargs) -> Iterator:
+    """GOPs of a video file: the codec layer's streaming iterator (`codec.iter_primitives`; with `live=True`
+    `codec.iter_live_primitives`, which follows a file that is still being written) when this install has it, else
+    `extract_primitives` cut into GOPs (the same arrays, all extracted before the first GOP is yielded). Options the
+    chosen reader does not take (e.g. `max_steps` for a live source, `num_workers` for an old codec layer) are
+    dropped."""
     from . import codec
 
-    iterate = getattr(codec, "iter_primitives", None)
+    iterate = getattr(codec, "iter_live_primitives" if live else "iter_primitives", None)
+    if iterate is None and live:
+        raise ValueError("this codec layer cannot follow a growing file (no codec.iter_live_primitives)")
     if iterate is not None:
-        return iterate(path, gop_size=gop_size, **codec_kwargs)
+        accepted = inspect.signature(iterate).parameters
+        return iterate(path, gop_size=gop_size, **{k: v for k, v in codec_kwargs.items() if k in accepted})
+    codec_kwargs.pop("num_workers", None)
     return iter(split_gops(extract_primitives(path, gop_size=gop_size, **codec_kwargs), gop_size))
 
 
@@ -111,6 +118,59 @@ class _HeldGOP:
     frame_types: str
     timestamps: list
     embeds: torch.Tensor | None
+
+
+class _Prefetched:
+    """Iterate `source` in a producer thread, at most `depth` items ahead; errors re-raise in the consumer. Keeps the
+    source's `num_gops` (for a progress bar); `close()` stops the producer and closes the source."""
+
+    _END = object()
+
+    def __init__(self, source, depth: int):
+        import queue
+
+        self.num_gops = getattr(source, "num_gops", None)
+        self._source = source
+        self._queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="cope-gop-prefetch", daemon=True)
+        self._thread.start()
+
+    def _produce(self):
+        try:
+            for item in self._source:
+                if not self._put(("item", item)):
+                    return
+            self._put(("end", None))
+        except BaseException as err:  # handed to the consumer
+            self._put(("error", err))
+
+    def _put(self, entry) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._queue.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self):
+        while True:
+            kind, value = self._queue.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+
+    def close(self):
+        self._stop.set()
+        self._thread.join()
+        close = getattr(self._source, "close", None)
+        if close is not None:
+            close()
 
 
 def _cache_kwarg(module) -> str:
@@ -309,11 +369,27 @@ class CoPEVideoSession:
         if self._stale:
             self._cache = DynamicCache()  # rebuilt at the next question (see _refresh); frees the old one now
 
-    def ingest(self, video, *, progress: bool = False, progress_desc: str | None = None) -> "CoPEVideoSession":
+    def ingest(self, video, *, progress: bool = False, progress_desc: str | None = None, prefetch: int = 2,
+               live: bool = False, num_workers: int | None = None, **live_kwargs) -> "CoPEVideoSession":
         """Ingest a video GOP by GOP: a file path (streamed by the codec layer), one `CodecPrimitives` (cut into
         GOPs), or any iterable of per-GOP primitives (e.g. `codec.iter_primitives(...)` or a live source).
-        `progress` shows a tqdm bar on stderr. Returns the session."""
-        gops = self._gop_source(video)
+
+        prefetch: GOPs a producer thread extracts ahead while this thread prefills (extraction overlapped with the
+            model; PyAV and torch release the GIL in their kernels). 0 extracts in this thread.
+        live: the path is a file still being written: follow it (`codec.iter_live_primitives`; `live_kwargs` such
+            as `finished=` or `idle_timeout=` go there) until it is finished.
+        num_workers: processes extracting segments of a (complete) file in parallel (`iter_primitives`).
+        progress: a tqdm bar on stderr. Returns the session."""
+        if isinstance(video, (str, os.PathLike)):
+            gops = iter_video_gops(os.fspath(video), self.gop_size, live=live, num_workers=num_workers,
+                                   **self.codec_kwargs(), **live_kwargs)
+        elif live or live_kwargs:
+            raise ValueError("live=True follows a file path; pass other live sources through "
+                             "codec.iter_live_primitives(...) yourself")
+        else:
+            gops = self._gop_source(video)
+        if prefetch > 0 and not isinstance(gops, (list, tuple)):
+            gops = _Prefetched(gops, prefetch)
         bar = None
         if progress:
             from tqdm.auto import tqdm

@@ -17,7 +17,7 @@ import torch
 
 from .alignment import CoPEDeltaAligner, _stack
 
-__all__ = ["ABLATIONS", "DeltaAblation", "ablate_delta", "mean_shrink_baseline", "per_step_mse"]
+__all__ = ["ABLATIONS", "DeltaAblation", "ablate_delta", "mean_shrink_baseline", "per_step_mse", "with_vision_tokens"]
 
 ABLATIONS = ("none", "zero", "shuffle")
 _DELTA_KEYS = ("delta_motion_vectors", "delta_residuals")
@@ -63,12 +63,35 @@ def ablate_delta(dataset, mode: str, *, seed: int = 0):
 
 
 @torch.no_grad()
+def with_vision_tokens(aligner: CoPEDeltaAligner, dataset, *, batch_size: int = 64) -> list[dict[str, torch.Tensor]]:
+    """The dataset with the frozen tower's tokens in place of the frames (`reference_tokens`, `target_tokens`):
+    the tower is frozen, so computing them once instead of at every training step changes nothing but the time."""
+    out = []
+    for start in range(0, len(dataset), batch_size):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        batch = _stack(items)
+        refs = aligner.vision_tokens(batch["pixel_values_reference"])
+        targets = aligner.vision_tokens(batch["pixel_values_target"])
+        for j, item in enumerate(items):
+            out.append({"delta_motion_vectors": item["delta_motion_vectors"], "delta_residuals": item["delta_residuals"],
+                        "reference_tokens": refs[j], "target_tokens": targets[j]})
+    return out
+
+
+def _pair_tokens(aligner, batch):
+    if "reference_tokens" in batch:
+        return batch["reference_tokens"], batch["target_tokens"]
+    return aligner.vision_tokens(batch["pixel_values_reference"]), aligner.vision_tokens(batch["pixel_values_target"])
+
+
+@torch.no_grad()
 def _tokens(aligner: CoPEDeltaAligner, dataset, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     refs, targets = [], []
     for start in range(0, len(dataset), batch_size):
         batch = _stack([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        refs.append(aligner.vision_tokens(batch["pixel_values_reference"]))
-        targets.append(aligner.vision_tokens(batch["pixel_values_target"]))
+        ref, target = _pair_tokens(aligner, batch)
+        refs.append(ref)
+        targets.append(target)
     return torch.cat(refs), torch.cat(targets)
 
 
