@@ -343,7 +343,7 @@ class CoPEVideoProcessor(BaseVideoProcessor):
             check_number(name, options[name], low=0, high=1e6, low_open=True)
         check_number("frames_fps", options.get("frames_fps"), low=0, high=1e6, low_open=True, optional=True)
         check_number("residual_scale", options["residual_scale"], low=0, high=1, low_open=True)
-        check_number("compression_threshold", options["compression_threshold"], low=0, high=1e6)
+        check_number("compression_threshold", options["compression_threshold"], low=0)
         for name in ("gop_size", "keyframes_per_gop", "codec_size", "mv_block", "patch_size", "pooling"):
             check_number(name, options[name], low=1, high=10**6, integer=True)
         for name in ("max_steps", "max_pixels", "max_frames", "num_frames"):
