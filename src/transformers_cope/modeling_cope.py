@@ -31,9 +31,10 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.resnet.modeling_resnet import ResNetEmbeddings, ResNetEncoder
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs, can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.import_utils import is_tracing
-from transformers.utils.output_capturing import capture_outputs
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_cope import CoPEDeltaConfig, CoPEVideoLMConfig
 
@@ -53,6 +54,15 @@ CACHE_KWARG = (
     "cache" if "cache" in inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters
     else "past_key_values"
 )
+
+
+def _cache_alias(func):
+    """Where the installed release calls the cache `cache`, `past_key_values` is deprecated exactly as in upstream
+    models (`deprecate_kwarg(..., "5.40.0", new_name="cache")`: a FutureWarning, then renamed); on 5.17 it is the
+    release's own name and passes silently. Generation itself always passes the release's name, so it never warns."""
+    if CACHE_KWARG == "cache":
+        return deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")(func)
+    return func
 
 
 def _one_cache(cache: Cache | None, past_key_values: Cache | None) -> Cache | None:
@@ -256,7 +266,31 @@ class CoPEResidualEmbeddings(nn.Module):
         return tokens + self.position_scale * positions
 
 
-class CoPEDeltaPreTrainedModel(PreTrainedModel):
+class _SafetensorsOnlyLoading:
+    """Mixed into every CoPE `PreTrainedModel` (the Δ-encoder too: `AutoModel` loads a `cope_delta` folder)."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """Safetensors only, unless the caller passes `use_safetensors=False`: Transformers falls back to pickle
+        checkpoints (pytorch_model.bin) by default, and unpickling a file from the internet is a code-execution
+        risk that a plugin loading remote checkpoints should not take silently."""
+        if (kwargs.get("use_safetensors") is not None or pretrained_model_name_or_path is None
+                or kwargs.get("state_dict") is not None or kwargs.get("gguf_file")):
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, use_safetensors=True, **kwargs)
+        except OSError as e:
+            if "safetensors" not in str(e):
+                raise
+            raise OSError(
+                f"{pretrained_model_name_or_path} has no safetensors weights (model.safetensors or "
+                f"model.safetensors.index.json); CoPE-VideoLM refuses pickle checkpoints such as pytorch_model.bin "
+                f"by default because loading them can run arbitrary code. Convert it to safetensors, or pass "
+                f"use_safetensors=False if you trust the file."
+            ) from e
+
+
+class CoPEDeltaPreTrainedModel(_SafetensorsOnlyLoading, PreTrainedModel):
     config: CoPEDeltaConfig
     config_class = CoPEDeltaConfig
     base_model_prefix = "delta_encoder"
@@ -268,7 +302,16 @@ class CoPEDeltaPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
-    _can_record_outputs = {"hidden_states": CoPEDeltaLayer, "attentions": CoPEDeltaAttention}
+    # Both query transformers record their layers, so the hidden states number 2 * num_hidden_layers + 1; releases
+    # that resolve negative `output_hidden_states` indices (5.2x) read that count from the config property.
+    _can_record_outputs = {
+        "hidden_states": OutputRecorder(
+            CoPEDeltaLayer,
+            **({"num_hidden_layers_key": "num_recorded_hidden_layers"}
+               if "num_hidden_layers_key" in inspect.signature(OutputRecorder).parameters else {}),
+        ),
+        "attentions": CoPEDeltaAttention,
+    }
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -466,7 +509,7 @@ CoPEVideoLMCausalLMOutputWithPast = _multimodal_output(
 )
 
 
-class CoPEVideoLMPreTrainedModel(PreTrainedModel):
+class CoPEVideoLMPreTrainedModel(_SafetensorsOnlyLoading, PreTrainedModel):
     config: CoPEVideoLMConfig
     config_class = CoPEVideoLMConfig
     base_model_prefix = "model"
@@ -484,27 +527,6 @@ class CoPEVideoLMPreTrainedModel(PreTrainedModel):
     # and a forward without them is the plain LM, so generation may compile them (static cache, compiled decoding);
     # tests/test_generation_paths.py checks `torch.compile(model.forward, fullgraph=True)` on a decode step.
     _can_compile_fullgraph = True
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """Safetensors only, unless the caller passes `use_safetensors=False`: Transformers falls back to pickle
-        checkpoints (pytorch_model.bin) by default, and unpickling a file from the internet is a code-execution
-        risk that a plugin loading remote checkpoints should not take silently."""
-        if (kwargs.get("use_safetensors") is not None or pretrained_model_name_or_path is None
-                or kwargs.get("state_dict") is not None or kwargs.get("gguf_file")):
-            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        try:
-            return super().from_pretrained(pretrained_model_name_or_path, *model_args, use_safetensors=True, **kwargs)
-        except OSError as e:
-            if "safetensors" not in str(e):
-                raise
-            raise OSError(
-                f"{pretrained_model_name_or_path} has no safetensors weights (model.safetensors or "
-                f"model.safetensors.index.json); CoPE-VideoLM refuses pickle checkpoints such as pytorch_model.bin "
-                f"by default because loading them can run arbitrary code. Convert it to safetensors, or pass "
-                f"use_safetensors=False if you trust the file."
-            ) from e
-
 
 class CoPEVideoLMModel(CoPEVideoLMPreTrainedModel):
     """Vision tower + Δ-encoder + shared projector + base language model (no LM head)."""
@@ -684,6 +706,7 @@ class CoPEVideoLMModel(CoPEVideoLMPreTrainedModel):
         else:
             torch._assert_async(n_tokens == n_features, message.format("a different number of"))
 
+    @_cache_alias
     @can_return_tuple
     def forward(
         self,
@@ -827,6 +850,7 @@ class CoPEVideoLMForConditionalGeneration(CoPEVideoLMPreTrainedModel, Generation
     ) -> CoPEDeltaEncoderOutput:
         return self.model.get_delta_features(delta_motion_vectors, delta_residuals, **kwargs)
 
+    @_cache_alias
     @can_return_tuple
     def forward(
         self,
@@ -951,6 +975,7 @@ class CoPEVideoLMForConditionalGeneration(CoPEVideoLMPreTrainedModel, Generation
             model_kwargs = {k: v for k, v in model_kwargs.items() if k not in PREFILL_ONLY_INPUTS or k in accepted}
         return super()._get_candidate_generator(*args, model_kwargs=model_kwargs, assistant_model=assistant_model, **kwargs)
 
+    @_cache_alias
     def prepare_inputs_for_generation(
         self,
         input_ids: torch.LongTensor,
