@@ -43,6 +43,38 @@ def baseline_module(rev: str, where: Path):
         "cope_baseline.configuration_cope")
 
 
+def merge_microbench(repeats: int) -> None:
+    """The placeholder merge alone at the paper's 1 KF/GOP geometry (8 x 210 + 56 x 9 tokens in a 2.3k prompt,
+    hidden 3584, fp32 on the CPU): the old path (count read back + masked_scatter, twice) against `_merge_features`,
+    interleaved. The rest of the prefill is identical code in both, so this isolates the change."""
+    from transformers_cope.modeling_cope import CoPEVideoLMModel
+
+    torch.manual_seed(0)
+    hidden, video, delta = 3584, 8 * 196, 56 * 8
+    ids = torch.zeros(1, 2300, dtype=torch.long)
+    ids[0, 20:20 + video] = 1
+    ids[0, 20 + video + 100:20 + video + 100 + delta] = 2
+    embeds = torch.randn(1, ids.shape[1], hidden)
+    v, d = torch.randn(video, hidden), torch.randn(delta, hidden)
+
+    def old():
+        out = embeds
+        for token, feats in ((1, v), (2, d)):
+            mask = ids == token
+            assert int(mask.sum()) == feats.shape[0]
+            out = out.masked_scatter(mask.unsqueeze(-1).expand_as(out), feats)
+        return out
+
+    def new():
+        return CoPEVideoLMModel._merge_features(embeds, [(ids == 1, v, "V", "v", "v"), (ids == 2, d, "D", "d", "d")])
+
+    assert torch.equal(old(), new())
+    times = interleaved_runs({"count + masked_scatter (before)": old, "_merge_features (after)": new}, repeats * 20)
+    print()
+    print(f"## The merge alone, paper 1 KF/GOP geometry on the CPU (median of {repeats * 20}, interleaved; outputs equal)")
+    print(table(["path", "time"], [[k, fmt_s(median(t))] for k, t in times.items()]))
+
+
 def main(argv=None) -> int:
     import bench_ttft
 
@@ -52,8 +84,13 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--compile", action="store_true", help="add this checkout + compile_encoders() (inductor)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--merge-only", action="store_true", help="time only the placeholder merge (microbenchmark)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.merge_only:
+        merge_microbench(args.repeats)
+        print(f"load average at end: {load_average()}")
+        return 0
     rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", args.baseline], capture_output=True,
                          text=True, check=True).stdout.strip()
     print(f"# A/B of the prefill: baseline {args.baseline} ({rev}) vs this checkout; size {args.size}, CPU, fp32")
