@@ -43,13 +43,13 @@ def steps(dry_run: bool, attn: str, workdir: str) -> list[tuple[str, list[str], 
     return [
         ("TTFT at paper size: components, profile, LLaVA-OneVision side by side, decode modes",
          py + [str(BENCH / "bench_ttft.py"), *size, *common, "--profile", "--llava-ov", "--decode",
-               "--decode-compile-backend", backend], 270),
+               "--decode-compile-backend", backend], 290),
         ("TTFT with the vision tower and the Δ-encoder compiled (1 KF/GOP vs dense, no end-to-end)",
          py + [str(BENCH / "bench_ttft.py"), *size, *common, "--compile-encoders", "--compile-backend", backend,
-               "--layouts", "1", "--short-clip", "0", "--no-e2e", "--warmup", "1", "--profile"], 150),
+               "--layouts", "1", "--short-clip", "0", "--no-e2e", "--warmup", "1", "--profile"], 135),
         ("Embedded default model: CUDA vs CPU",
          py + [str(BENCH / "check_embedded_cuda.py"), "--workdir", workdir]
-         + (["--dry-run"] if dry_run else ["--device", "cuda"]), 60),
+         + (["--dry-run"] if dry_run else ["--device", "cuda"]), 50),
     ]
 
 

@@ -45,7 +45,7 @@ def both(path, **kwargs):
 
 
 @pytest.mark.parametrize("name", ["vid_h264.mp4", "vid_mpeg4_part2.mp4", "city_cc0.mpg"])
-@pytest.mark.parametrize("mode", ["transcode", "native"])
+@pytest.mark.parametrize("mode", ["transcode", pytest.param("native", marks=pytest.mark.slow)])
 def test_parallel_equals_sequential_on_real_clips(media_dir, name, mode, splits):
     sequential, parallel = both(media_dir / name, mode=mode, fps=2.0, gop_size=4, size=(64, 96), return_frames=True)
     assert splits[-1] is not None and len(splits[-1]) == 2 and splits[-1][1].seek_pts is not None
@@ -112,7 +112,7 @@ def pan_clip(tmp_path):
     return write_video(tmp_path / "one_gop.mp4", scene, gop_size=1000)
 
 
-def test_default_workers_leave_short_clips_sequential(media_dir):
+def test_default_workers_leave_short_clips_and_two_cores_sequential(media_dir, monkeypatch):
     from transformers_cope.codec_extract import _make_plan
     from transformers_cope.codec_probe import _Reader
 
@@ -126,3 +126,9 @@ def test_default_workers_leave_short_clips_sequential(media_dir):
     assert plan.info.num_packets < 2 * codec_parallel.MIN_PACKETS_PER_SEGMENT
     assert codec_parallel._split(plan, None) is None
     assert codec_parallel._split(plan, 2) is not None
+    # the rule itself: one worker per two cores (an extraction keeps two busy), one per MIN_PACKETS_PER_SEGMENT
+    monkeypatch.setattr(codec_parallel, "MIN_PACKETS_PER_SEGMENT", 100)
+    monkeypatch.setattr(codec_parallel, "default_num_workers", lambda: 2)
+    assert codec_parallel._split(plan, None) is None
+    monkeypatch.setattr(codec_parallel, "default_num_workers", lambda: 4)
+    assert len(codec_parallel._split(plan, None)) == 2

@@ -177,7 +177,9 @@ def test_policy_loss_changes_when_the_video_changes(setup, tmp_path):
         other = trainer._compute_loss(model, swapped).item()
         blank = trainer._compute_loss(model, no_motion).item()
     assert math.isclose(same, loss.item(), rel_tol=1e-5)
-    assert abs(other - same) > 1e-4 and abs(blank - same) > 1e-4
+    # a random tiny model: the Δ steps move the loss by ~5e-5 (swapping whole videos by ~7e-4); a loss computed
+    # without them would not move at all (the recomputation above agrees to 1e-5 relative, ~1e-7 absolute)
+    assert abs(other - same) > 1e-4 and abs(blank - same) > 1e-6
 
 
 def test_each_row_is_scored_with_its_own_video(setup, tmp_path):
@@ -263,14 +265,19 @@ def test_trl_private_api_pin():
 
 
 def test_base_trl_logprob_pass_is_video_blind(setup, tmp_path):
-    """Without the override TRL would score completions from input_ids alone; the CoPE model refuses that
-    (placeholders without video tensors) instead of training on it silently."""
+    """Without the override TRL scores completions from input_ids alone, and the model (like upstream VLMs) reads
+    placeholders without video inputs as plain tokens: the policy loss would be silently video-blind. The override's
+    log-probs, computed with the video, differ from TRL's."""
     _, _, dataset = setup
     trainer = _trainer(setup, tmp_path)
-    ids, _ = trainer.encode_prompt(dataset[0]["prompt"])
+    ids, video = trainer.encode_prompt(dataset[0]["prompt"])
     ids = torch.tensor([ids])
-    with pytest.raises(ValueError, match="placeholders"):
-        GRPOTrainer._get_per_token_logps_and_entropies(trainer, trainer.model, ids, torch.ones_like(ids), 1)
+    with torch.no_grad():
+        blind, _, _ = GRPOTrainer._get_per_token_logps_and_entropies(trainer, trainer.model, ids,
+                                                                     torch.ones_like(ids), 4)
+        trainer._video_batch = [video]
+        seeing, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, torch.ones_like(ids), 4)
+    assert blind.shape == seeing.shape and not torch.allclose(blind, seeing)
 
 
 # ------------------------------------------------------------------------------ refusing video-less training
@@ -332,3 +339,18 @@ def test_gradient_forward_without_video_raises(setup, tmp_path):
     with torch.no_grad():
         logps, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, torch.ones_like(ids), 1)
     assert logps.shape == (1, 1)
+
+
+def test_evaluate_policy_reports_each_part_with_intervals(setup):
+    """The held-out report keeps format, answering and accuracy apart (a format-only gain must not read as accuracy)."""
+    from transformers_cope.training.policy_eval import evaluate_policy, mean_ci95
+
+    records, processor, _ = setup
+    torch.manual_seed(0)
+    model = CoPEVideoLMForConditionalGeneration(tiny_model_config())
+    out = evaluate_policy(model, processor, records, num_samples=2, max_new_tokens=6, progress=False,
+                          per_prompt=True)
+    for key in ("reward", "format", "accuracy", "answered", "greedy_accuracy"):
+        assert 0.0 <= out[key] <= 1.0 and out[key + "_ci95"] >= 0.0 and len(out["per_prompt"][key]) == 2
+    assert out["accuracy"] <= out["answered"]  # a right answer is an answer
+    assert mean_ci95([1.0, 0.0, 1.0, 0.0]) == pytest.approx((0.5, 1.96 * (1 / 3) ** 0.5 / 2))

@@ -348,8 +348,39 @@ def _check_video(path: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ entry point
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (exit 2): `cope-videolm ask: error: argument --fps: ...`, no usage dump."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _number(kind=float, *, low=None, high=None, low_open=False):
+    """An argparse `type` for a finite number in range (issue 16, D8: `--fps nan`, `--max-steps 0`)."""
+
+    def parse(text: str):
+        from .errors import check_number
+
+        try:
+            value = int(text) if kind is int else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}") from None
+        try:
+            return check_number("value", value, low=low, high=high, low_open=low_open, integer=kind is int)
+        except (TypeError, ValueError) as err:
+            raise argparse.ArgumentTypeError(str(err).replace("value must", "must")) from None
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+_FPS = _number(float, low=0, high=1000, low_open=True)
+_COUNT = _number(int, low=1, high=10**6)
+_TEMPERATURE = _number(float, low=0, high=100)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cope-videolm", description=__doc__.split("\n\n")[0],
+    parser = _Parser(prog="cope-videolm", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -365,13 +396,13 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--instruction", default=None,
                      help="line appended to the question (default with the embedded model: "
                           f"'{EMBEDDED_INSTRUCTION}', its training format; '' for none)")
-    ask.add_argument("--max-new-tokens", type=int, default=64)
+    ask.add_argument("--max-new-tokens", type=_COUNT, default=64)
     ask.add_argument("--reasoning", action="store_true", help="ask for <think>...</think><answer>...</answer>")
-    ask.add_argument("--self-consistency", type=int, metavar="K", help="sample K answers and take the majority")
-    ask.add_argument("--temperature", type=float, help="sample at this temperature (default: greedy)")
-    ask.add_argument("--keyframes-per-gop", type=int)
-    ask.add_argument("--fps", type=float)
-    ask.add_argument("--max-steps", type=int)
+    ask.add_argument("--self-consistency", type=_COUNT, metavar="K", help="sample K answers and take the majority")
+    ask.add_argument("--temperature", type=_TEMPERATURE, help="sample at this temperature (default: greedy)")
+    ask.add_argument("--keyframes-per-gop", type=_COUNT)
+    ask.add_argument("--fps", type=_FPS)
+    ask.add_argument("--max-steps", type=_COUNT)
     ask.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     ask.add_argument("--dtype", help="bfloat16, float16, float32 (default: the checkpoint's)")
     ask.add_argument("--json", action="store_true", help="print one JSON object")
@@ -382,10 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("video")
     chat.add_argument("--model", help="checkpoint folder or Hub id (default: the embedded model)")
     chat.add_argument("--instruction", default=None, help="line appended to each question (as for ask)")
-    chat.add_argument("--max-new-tokens", type=int, default=64)
-    chat.add_argument("--keyframes-per-gop", type=int)
-    chat.add_argument("--fps", type=float)
-    chat.add_argument("--window", type=int, metavar="STEPS",
+    chat.add_argument("--max-new-tokens", type=_COUNT, default=64)
+    chat.add_argument("--keyframes-per-gop", type=_COUNT)
+    chat.add_argument("--fps", type=_FPS)
+    chat.add_argument("--window", type=_COUNT, metavar="STEPS",
                       help="sliding window: keep only the last STEPS steps in the cache (default: all)")
     chat.add_argument("--live", action="store_true",
                       help="answer at once about what has been ingested so far instead of waiting for the whole video")
@@ -402,24 +433,25 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="GOP layout, token budget and a motion/residual picture")
     inspect.add_argument("video")
     inspect.add_argument("--model", help="take token sizes and GOP defaults from this checkpoint's config")
-    inspect.add_argument("--fps", type=float)
-    inspect.add_argument("--gop-size", type=int)
-    inspect.add_argument("--keyframes-per-gop", type=int)
-    inspect.add_argument("--max-steps", type=int, default=None)
-    inspect.add_argument("--size", type=int, default=None,
+    inspect.add_argument("--fps", type=_FPS)
+    inspect.add_argument("--gop-size", type=_COUNT)
+    inspect.add_argument("--keyframes-per-gop", type=_COUNT)
+    inspect.add_argument("--max-steps", type=_COUNT, default=None)
+    inspect.add_argument("--size", type=_number(int, low=16, high=8192), default=None,
                          help="side of the square codec frames (default: the processor's codec_size, 224 for the "
                               "paper's; the source is squashed to a square as the model sees it)")
-    inspect.add_argument("--step", type=int, help="Δ step to draw (default: the one with the most motion)")
+    inspect.add_argument("--step", type=_number(int, low=0, high=10**7),
+                         help="Δ step to draw (default: the one with the most motion)")
     inspect.add_argument("--png", help="write the picture of that step here")
     progress_flags(inspect)
     inspect.set_defaults(func=cmd_inspect)
 
     demo = sub.add_parser("demo", help="ask the embedded model about fresh synthetic motion videos")
     demo.add_argument("--model", help="checkpoint folder or Hub id (default: the embedded model)")
-    demo.add_argument("--num", type=int, default=3, help="how many videos (default 3)")
-    demo.add_argument("--seed", type=int, default=int(time.time()) % 100000, help="default: from the clock")
+    demo.add_argument("--num", type=_number(int, low=1, high=1000), default=3, help="how many videos (default 3)")
+    demo.add_argument("--seed", type=_number(int, low=0, high=2**32 - 1), default=int(time.time()) % 100000, help="default: from the clock")
     demo.add_argument("--task", action="append", help="synthetic task(s): direction, moving, camera_pan (default: all three)")
-    demo.add_argument("--duration", type=float, default=DEMO_SETTINGS["duration_s"], help="seconds per video (4)")
+    demo.add_argument("--duration", type=_number(float, low=0, high=3600, low_open=True), default=DEMO_SETTINGS["duration_s"], help="seconds per video (4)")
     demo.add_argument("--keep", help="keep the videos in this folder")
     demo.add_argument("--device")
     demo.set_defaults(func=cmd_demo)
@@ -449,6 +481,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (CLIError, VideoDecodeError) as err:
         print(f"cope-videolm {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as err:  # an argument combination the library refuses (e.g. keyframes > GOP)
+        print(f"cope-videolm {args.command}: error: {str(err).splitlines()[0] if str(err) else err!r}",
+              file=sys.stderr)
         return EXIT_USAGE
     except FileNotFoundError as err:
         print(f"cope-videolm {args.command}: error: {err.filename or err}: no such file", file=sys.stderr)

@@ -233,10 +233,10 @@ def extract_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_p
         segments of whole GOPs of steps; since every GOP starts at a keyframe step, at which the encoder, the motion
         window and the fusion state all start afresh, no fusion window crosses a segment boundary, and each segment
         decodes from the last codec keyframe before its first step (an IDR picture for H.264) so that its frames
-        decode exactly as in a decode from the start. None (default): the cores this process may use
-        (`os.sched_getaffinity`), at most one per 300 source packets; 1: sequential. Inputs that cannot be split
-        (bytes, no usable keyframe, damaged or timestamp-less packets, a daemonic process) are extracted
-        sequentially.
+        decode exactly as in a decode from the start. None (default): one worker per two cores this process may
+        use (`os.sched_getaffinity`; one extraction already keeps two busy), at most one per 300 source packets,
+        and only in a main process (not inside a pool or DataLoader worker): sequential on 2 cores; 1: sequential. Inputs that cannot be split (bytes, URLs, no usable keyframe,
+        damaged or timestamp-less packets, a daemonic process) are extracted sequentially.
     Caps: `max_pixels` (per frame: from the stream header, then on every size change in the stream before the
     decoder allocates at that size), `max_frames` (decoded frames; checked from a packet scan first) and the decode
     budget raise VideoTooLargeError. Budget: `max_decoded_pixels` (frames x pixels per file; default one hour of

@@ -16,8 +16,9 @@ go to the nearest frame by timestamp and the segment's sampler only holds its ow
 their rank in the packet scan's timestamps, which equals the sequential decode count once every frame is checked
 to decode exactly once (each segment also decodes up to the next segment's keyframe to check that).
 
-When it does not split (the result is then the sequential one): fewer than 2 workers, input that is not a file path
-(bytes, a live source), a process that cannot have children (a daemonic DataLoader worker), a scan that found
+When it does not split (the result is then the sequential one): fewer than 2 workers, input that is not a local file
+(bytes, a URL, a live source), a process that cannot have children (a daemonic DataLoader worker) or, for the default
+num_workers=None, any child process (a prefetch pool: no processes multiplied by processes), a scan that found
 damage or packets without timestamps or with repeated ones, no keyframe to split at, or a seek that does not land
 on the keyframe. If a worker finds something unexpected while decoding (a lost frame, a warning, a B-frame in native
 mode), the remaining GOPs are extracted sequentially from the first one not yet yielded.
@@ -51,8 +52,10 @@ from .codec_extract import (
 from .codec_probe import _open, _Reader
 from .codec_types import GOPPrimitives
 
-# Below this many source packets per segment the fork and the copy of the results cost more than they save
-# (num_workers=None only; an explicit num_workers splits any splittable file).
+# num_workers=None: one worker per 2 available cores (a sequential extraction already keeps about two busy: the
+# decoder's threads and the codec worker thread; on this project's 2-core machine 2 workers measured 0.93-1.15x,
+# benchmarks/README.md), and none below this many source packets per segment, where the fork and the copy of the
+# results cost more than they save. An explicit num_workers splits any splittable file.
 MIN_PACKETS_PER_SEGMENT = 300
 
 
@@ -107,8 +110,10 @@ def _split(plan: _Plan, num_workers: int | None) -> list[_Segment] | None:
     info = plan.info
     auto = num_workers is None
     workers = default_num_workers() if auto else int(num_workers)
-    if auto:
-        workers = min(workers, info.num_packets // MIN_PACKETS_PER_SEGMENT)
+    if auto:  # one extraction keeps ~2 cores busy (decoder threads + the codec worker thread)
+        workers = min(workers // 2, info.num_packets // MIN_PACKETS_PER_SEGMENT)
+        if multiprocessing.parent_process() is not None:
+            return None  # already in a worker process (a prefetch pool, a DataLoader): do not multiply processes
     if (workers < 2 or not isinstance(plan.src, (str, os.PathLike)) or not os.path.isfile(os.fspath(plan.src))
             or multiprocessing.current_process().daemon):
         return None  # bytes, URLs, pipes and devices are not seekable from another process
