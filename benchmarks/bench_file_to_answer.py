@@ -357,7 +357,8 @@ def main(argv=None) -> int:
           "(target <= 1.2)")
 
     if not args.no_memory and longest is not None:
-        ctx = multiprocessing.get_context("spawn")
+        # a fresh interpreter for an honest peak RSS; --quick forks (no re-import) since only the code path matters
+        ctx = multiprocessing.get_context("fork" if args.quick else "spawn")
         queue = ctx.Queue()
         child = ctx.Process(target=_memory_child, args=(args, str(longest), queue))
         print(f"  [{longest.name}] every-step session in a fresh process...", file=sys.stderr, flush=True)
