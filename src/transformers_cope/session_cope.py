@@ -222,7 +222,6 @@ class CoPEVideoSession:
         self._lm_cache_kwarg = _cache_kwarg(self._lm)
         self._gen_cache_kwarg = _generate_cache_kwarg()
         self._lock = threading.RLock()
-        tokenizer = processor.tokenizer
         prefix_text, _ = self._split_prompt("?")
         self._prefix_text = prefix_text
         self._prefix_ids = self._tokenize(prefix_text, add_special_tokens=True)
@@ -418,8 +417,6 @@ class CoPEVideoSession:
         return kwargs
 
     def _gop_source(self, video):
-        if isinstance(video, (str, os.PathLike)):
-            return iter_video_gops(os.fspath(video), self.gop_size, **self.codec_kwargs())
         if _is_primitives(video):
             return split_gops(video, self.gop_size)
         if isinstance(video, Iterable):
