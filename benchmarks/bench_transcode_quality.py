@@ -37,7 +37,8 @@ from _common import (  # noqa: E402
     machine_info,
     table,
 )
-from transformers_cope.codec import _block_mean_uint8, extract_primitives  # noqa: E402
+from transformers_cope.codec import extract_primitives  # noqa: E402
+from transformers_cope.codec_fusion import _block_mean_uint8  # noqa: E402
 from transformers_cope.video_processing_cope import CoPEVideoProcessor  # noqa: E402
 
 MEDIA = ("vid_h264.mp4", "vid_mpeg4_part2.mp4", "city_cc0.mpg")

@@ -25,7 +25,7 @@ from transformers_cope.embedded import default_model_path
 from transformers_cope.data import generate_motion_qa
 from transformers_cope.data.synthetic_qa import format_prompt
 from transformers_cope.hub import push_cope_to_hub
-from transformers_cope.hub_server import LocalHubServer
+from transformers_cope.testing.hub_server import LocalHubServer
 from transformers_cope.tiny import build_tiny_processor, tiny_model_config
 
 

@@ -102,8 +102,10 @@ def build_model_and_processor(args):
 def motion_qa_split(args, split: str, num_samples: int, tasks: list[str]) -> list[dict]:
     """Render (or reuse) `num_samples` records of a split, spread over the clip lengths in --duration; the folder
     name pins every setting, so reruns reuse the videos."""
+    from transformers_cope.data.shifted_qa import ShiftedMotionQA
     from transformers_cope.data.synthetic_qa import SyntheticMotionQA
 
+    travel_scale = float(getattr(args, "travel_scale", 1.0))
     durations = [float(d) for d in str(args.duration).split(",") if d.strip()]
     records = []
     for i, duration in enumerate(durations):
@@ -111,7 +113,11 @@ def motion_qa_split(args, split: str, num_samples: int, tasks: list[str]) -> lis
         if count == 0:
             continue
         folder = Path(args.data_dir) / f"{'-'.join(tasks)}_{duration:g}s_seed{args.seed}"
-        generator = SyntheticMotionQA(tasks=tasks, duration_s=duration)
+        if travel_scale != 1.0:
+            folder = folder.with_name(folder.name + f"_travel{travel_scale:g}")
+            generator = ShiftedMotionQA(travel_scale=travel_scale, tasks=tasks, duration_s=duration)
+        else:
+            generator = SyntheticMotionQA(tasks=tasks, duration_s=duration)
         records += generator.generate(count, folder, seed=args.seed, split=split, num_workers=args.workers,
                                       overwrite=False, progress=not args.quiet)
     return records

@@ -177,7 +177,9 @@ def test_policy_loss_changes_when_the_video_changes(setup, tmp_path):
         other = trainer._compute_loss(model, swapped).item()
         blank = trainer._compute_loss(model, no_motion).item()
     assert math.isclose(same, loss.item(), rel_tol=1e-5)
-    assert abs(other - same) > 1e-4 and abs(blank - same) > 1e-4
+    # a random tiny model: the Δ steps move the loss by ~5e-5 (swapping whole videos by ~7e-4); a loss computed
+    # without them would not move at all (the recomputation above agrees to 1e-5 relative, ~1e-7 absolute)
+    assert abs(other - same) > 1e-4 and abs(blank - same) > 1e-6
 
 
 def test_each_row_is_scored_with_its_own_video(setup, tmp_path):
@@ -263,11 +265,92 @@ def test_trl_private_api_pin():
 
 
 def test_base_trl_logprob_pass_is_video_blind(setup, tmp_path):
-    """Without the override TRL would score completions from input_ids alone; the CoPE model refuses that
-    (placeholders without video tensors) instead of training on it silently."""
+    """Without the override TRL scores completions from input_ids alone, and the model (like upstream VLMs) reads
+    placeholders without video inputs as plain tokens: the policy loss would be silently video-blind. The override's
+    log-probs, computed with the video, differ from TRL's."""
     _, _, dataset = setup
     trainer = _trainer(setup, tmp_path)
-    ids, _ = trainer.encode_prompt(dataset[0]["prompt"])
+    ids, video = trainer.encode_prompt(dataset[0]["prompt"])
     ids = torch.tensor([ids])
-    with pytest.raises(ValueError, match="placeholders"):
-        GRPOTrainer._get_per_token_logps_and_entropies(trainer, trainer.model, ids, torch.ones_like(ids), 1)
+    with torch.no_grad():
+        blind, _, _ = GRPOTrainer._get_per_token_logps_and_entropies(trainer, trainer.model, ids,
+                                                                     torch.ones_like(ids), 4)
+        trainer._video_batch = [video]
+        seeing, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, torch.ones_like(ids), 4)
+    assert blind.shape == seeing.shape and not torch.allclose(blind, seeing)
+
+
+# ------------------------------------------------------------------------------ refusing video-less training
+def test_string_prompts_with_a_video_column_are_refused(setup, tmp_path):
+    """TRL injects `image` columns into prompts but not `video`: a plain-string prompt next to a `video` column
+    would train on text-only forwards, silently. The trainer refuses it at construction and per batch."""
+    from datasets import Dataset
+
+    records, processor, dataset = setup
+    text_rows = Dataset.from_list([{"prompt": r["question"], "video": r["video"], "answer": r["answer"]}
+                                   for r in records])
+    with pytest.raises(ValueError, match=r"'video' column.*text-only"):
+        CoPEGRPOTrainer(CoPEVideoLMForConditionalGeneration(tiny_model_config()), args=CoPEGRPOConfig(
+            str(tmp_path / "run"), report_to="none", use_cpu=True, allow_text_only=True),
+            train_dataset=text_rows, processing_class=processor)
+    chat_rows = Dataset.from_list([{"prompt": [{"role": "user", "content": [{"type": "text", "text": r["question"]}]}],
+                                    "videos": [r["video"]]} for r in records])
+    with pytest.raises(ValueError, match=r"train_dataset row 0: .*chat without a video block.*'videos' column"):
+        _trainer((records, processor, chat_rows), tmp_path)
+    trainer = _trainer(setup, tmp_path)  # a valid trainer; then an invalid batch (as an iterable dataset yields)
+    with pytest.raises(ValueError, match="a GRPO batch.*'video' column"):
+        trainer._generate_and_score_completions([{"prompt": records[0]["question"], "video": records[0]["video"]}])
+
+
+def test_prompts_without_video_need_an_explicit_opt_in(setup, tmp_path):
+    from datasets import Dataset
+
+    records, processor, _ = setup
+    rows = Dataset.from_list([{"prompt": [{"role": "user", "content": r["question"]}], "answer": r["answer"]}
+                              for r in records])
+    with pytest.raises(ValueError, match="allow_text_only=True"):
+        _trainer((records, processor, rows), tmp_path)
+    trainer = _trainer((records, processor, rows), tmp_path, allow_text_only=True)
+    ids, video = trainer.encode_prompt(rows[0]["prompt"])
+    assert ids and video == {}
+
+
+def test_paths_that_bypass_the_video_are_refused(setup, tmp_path):
+    _, processor, dataset = setup
+    model = CoPEVideoLMForConditionalGeneration(tiny_model_config())
+    args = CoPEGRPOConfig(str(tmp_path / "run"), report_to="none", use_cpu=True)
+    with pytest.raises(ValueError, match="rollout_func"):
+        CoPEGRPOTrainer(model, args=args, train_dataset=dataset, processing_class=processor,
+                        rollout_func=lambda prompts, trainer: {})
+    args.use_vllm = True  # set after construction: GRPOConfig would check that vLLM is installed
+    with pytest.raises(ValueError, match="use_vllm"):
+        CoPEGRPOTrainer(model, args=args, train_dataset=dataset, processing_class=processor)
+
+
+def test_gradient_forward_without_video_raises(setup, tmp_path):
+    """The last guard: whatever path led there, a gradient-enabled log-prob pass over rows without video tensors
+    raises (a no-grad pass, e.g. text-only evaluation, is allowed)."""
+    _, _, dataset = setup
+    trainer = _trainer(setup, tmp_path)
+    ids = torch.tensor([trainer.processing_class.tokenizer("hello there").input_ids])
+    trainer._video_batch = [{}]
+    with pytest.raises(RuntimeError, match="without video tensors for rows \\[0\\]"):
+        trainer._get_per_token_logps_and_entropies(trainer.model, ids, torch.ones_like(ids), 1)
+    with torch.no_grad():
+        logps, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, torch.ones_like(ids), 1)
+    assert logps.shape == (1, 1)
+
+
+def test_evaluate_policy_reports_each_part_with_intervals(setup):
+    """The held-out report keeps format, answering and accuracy apart (a format-only gain must not read as accuracy)."""
+    from transformers_cope.training.policy_eval import evaluate_policy, mean_ci95
+
+    records, processor, _ = setup
+    torch.manual_seed(0)
+    model = CoPEVideoLMForConditionalGeneration(tiny_model_config())
+    out = evaluate_policy(model, processor, records, num_samples=2, max_new_tokens=6, progress=False,
+                          per_prompt=True)
+    for key in ("reward", "format", "accuracy", "answered", "greedy_accuracy"):
+        assert 0.0 <= out[key] <= 1.0 and out[key + "_ci95"] >= 0.0 and len(out["per_prompt"][key]) == 2
+    assert out["accuracy"] <= out["answered"]  # a right answer is an answer
+    assert mean_ci95([1.0, 0.0, 1.0, 0.0]) == pytest.approx((0.5, 1.96 * (1 / 3) ** 0.5 / 2))

@@ -19,7 +19,7 @@ import transformers_cope  # noqa: F401
 from isolated_python import run_isolated
 from transformers_cope import CoPEVideoLMForConditionalGeneration
 from transformers_cope.hub import push_cope_to_hub, save_cope_pretrained
-from transformers_cope.hub_server import LocalHubServer, git_blob_sha1
+from transformers_cope.testing.hub_server import LocalHubServer, git_blob_sha1
 from transformers_cope.model_card import OVERVIEW, TIPS, build_model_card, token_table
 from transformers_cope.pipeline_cope import TASK, register_pipeline
 from transformers_cope.tiny import build_tiny_processor, tiny_model_config
@@ -127,6 +127,9 @@ def test_save_cope_pretrained_writes_a_self_contained_folder(tiny, tmp_path):
     assert {"config.json", "model.safetensors", "processor_config.json", "tokenizer.json", "README.md",
             "configuration_cope.py", "modeling_cope.py", "processing_cope.py", "video_processing_cope.py",
             "codec.py", "errors.py", "pipeline_cope.py", "test_time_scaling.py"} <= names
+    # the codec layer's flat siblings travel with it (transformers follows relative imports recursively)
+    assert {f"codec_{part}.py" for part in ("types", "probe", "decode", "schedule", "fusion", "transcode", "extract",
+                                           "parallel", "live")} <= names
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["custom_pipelines"][TASK] == {"impl": "pipeline_cope.VideoQuestionAnsweringPipeline",
                                                 "pt": ["AutoModelForImageTextToText"], "type": "multimodal"}

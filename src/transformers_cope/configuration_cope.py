@@ -6,6 +6,7 @@ because the GPU image runs 5.17 and `SubConfigSpec` only exists in later release
 """
 
 import math
+import sys
 
 from transformers import AutoConfig, PreTrainedConfig
 
@@ -35,6 +36,29 @@ def _resolve_sub_config(value, default: dict | None, name: str) -> PreTrainedCon
     if model_type is None:
         raise ValueError(f"`{name}` needs a `model_type`")
     return AutoConfig.for_model(model_type, **value)
+
+
+def _drop_installed_custom_pipelines(kwargs: dict) -> None:
+    """Forget a saved folder's `custom_pipelines` entries for tasks this process already serves with the installed
+    package's pipeline class.
+
+    Why: `pipeline(task, model=folder)` prefers `config.custom_pipelines` over registered tasks and then demands
+    `trust_remote_code=True` to run the folder's `pipeline_cope.py`. With transformers_cope imported, the task is
+    registered (`pipeline_cope.register_pipeline`) and that code is never needed, so the entry is dropped and the
+    registered class is used. Without the package nothing is registered: the entry stays, and trust_remote_code is
+    still required, as it should be. `save_cope_pretrained` writes the entry afresh, so nothing is lost on save.
+    """
+    custom = kwargs.get("custom_pipelines")
+    registry = getattr(sys.modules.get("transformers.pipelines"), "PIPELINE_REGISTRY", None)
+    if not isinstance(custom, dict) or registry is None:
+        return
+    served = {task for task, spec in registry.supported_tasks.items()
+              if getattr(spec.get("impl"), "__module__", "").startswith("transformers_cope.")}
+    kept = {task: spec for task, spec in custom.items() if task not in served}
+    if kept:
+        kwargs["custom_pipelines"] = kept
+    else:
+        kwargs.pop("custom_pipelines")
 
 
 class CoPEDeltaConfig(PreTrainedConfig):
@@ -98,6 +122,11 @@ class CoPEDeltaConfig(PreTrainedConfig):
     def num_queries(self) -> int:
         return self.num_motion_queries + self.num_residual_queries
 
+    @property
+    def num_recorded_hidden_layers(self) -> int:
+        """Layers whose outputs `output_hidden_states` returns: those of the motion and of the residual branch."""
+        return 2 * self.num_hidden_layers
+
 
 class CoPEVideoLMConfig(PreTrainedConfig):
     r"""Configuration of a CoPE-VideoLM.
@@ -127,7 +156,7 @@ class CoPEVideoLMConfig(PreTrainedConfig):
 
     model_type = "cope_videolm"
     sub_configs = {"vision_config": AutoConfig, "text_config": AutoConfig, "delta_config": CoPEDeltaConfig}
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["cache", "past_key_values"]
 
     vision_config: dict | PreTrainedConfig | None = None
     text_config: dict | PreTrainedConfig | None = None
@@ -197,6 +226,7 @@ class CoPEVideoLMConfig(PreTrainedConfig):
         # As VideoLlama3/LLaVA: the backbone may tie its embeddings; the composite model ties what the top config says.
         if not self.tie_word_embeddings and getattr(self.text_config, "tie_word_embeddings", False):
             self.tie_word_embeddings = True
+        _drop_installed_custom_pipelines(kwargs)
         super().__post_init__(**kwargs)
 
     # ---- token accounting helpers (used by the model, the processor and users) ----

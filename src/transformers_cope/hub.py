@@ -4,7 +4,7 @@ Why not `model.push_to_hub` + `processor.push_to_hub`: that is two commits, no p
 does not save the processor, and `pipeline.push_to_hub` neither), and a generic card. `save_cope_pretrained` writes
 one folder that loads anywhere with `trust_remote_code=True` (config/model/processor code, `auto_map`,
 `custom_pipelines`), and `push_cope_to_hub` uploads that folder in a single commit. Point `endpoint=` (or the
-`HF_ENDPOINT` variable) at `hub_server.LocalHubServer` to try it without a network.
+`HF_ENDPOINT` variable) at `transformers_cope.testing.hub_server.LocalHubServer` to try it without a network.
 """
 
 from __future__ import annotations

@@ -126,6 +126,10 @@ class SyntheticMotionQA:
                 "which_moves": [0, 1], "speed": [0, 1], "event_order": [0, 1],
                 "start_time": list(range(1, last - 1)), "grounding": list(range(1, last - 1))}[task]
 
+    def _task_code(self, task: str) -> int:
+        """A number per task that seeds its answer blocks (subclasses with extra tasks extend it)."""
+        return TASKS.index(task)
+
     def _objects(self, rng: np.random.Generator, n: int) -> list[dict]:
         """Appearance and frame-0 position of n objects (n = 1: centre; n = 2: left/right halves)."""
         colors = rng.permutation(list(COLORS))[:n]
@@ -268,7 +272,7 @@ class SyntheticMotionQA:
         task = self.tasks[index % len(self.tasks)]
         j = index // len(self.tasks)  # position among this task's samples: balanced answers per block
         answers = self._answers(task)
-        block_rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, SPLITS[split], TASKS.index(task),
+        block_rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, SPLITS[split], self._task_code(task),
                                            j // len(answers)])
         answer = answers[int(block_rng.permutation(len(answers))[j % len(answers)])]
         s_seed = sample_seed(seed, split, index)

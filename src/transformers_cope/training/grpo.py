@@ -2,8 +2,8 @@
 
 Why a subclass: TRL 1.16's `GRPOTrainer` handles image VLMs only. With video prompts its generation sees the video
 (through `apply_chat_template`), but its log-prob passes (old / reference / policy) are built from a fixed list of
-image keywords, so the policy gradient would be computed without the video (for CoPE the model's placeholder check
-turns that into an error instead of a silent bug). `CoPEGRPOTrainer` overrides four private methods of TRL 1.16
+image keywords, so the policy gradient would be computed without the video, silently (the model, like upstream
+VLMs, reads placeholders without video inputs as plain tokens). `CoPEGRPOTrainer` overrides four private methods of TRL 1.16
 (pinned `trl>=1.16,<1.17`; `tests/test_grpo.py` checks their signatures and behaviour):
 
 - `_tokenize_prompts`: renders each prompt, decodes each video once (an LRU cache of `CodecPrimitives` per path:
@@ -12,6 +12,13 @@ turns that into an error instead of a silent bug). `CoPEGRPOTrainer` overrides f
   shuffle/split helpers carry along with the rows) and, for T-GRPO, first scores rollouts on shuffled steps;
 - `_get_per_token_logps_and_entropies`: TRL's chunked fused-LM-head pass, with each chunk's video tensors;
 - `_compute_loss`: points the log-prob pass at the batch's video tensors.
+
+Refusals (a video LM trained on text-only forwards learns nothing about video, silently): every prompt must be
+conversational with a `{"type": "video", ...}` block; a dataset with a `video`/`videos` column whose prompts do not
+carry the video (TRL only injects `image` columns) is rejected at construction and again per batch; so are the
+options whose rollouts or forwards bypass this class's video handling (`use_vllm`, `rollout_func`, `tools`,
+`environment_factory`); the log-prob pass raises if a gradient-enabled forward would run without video tensors.
+`allow_text_only=True` lets prompts without a video through (when the dataset has no video column).
 
 T-GRPO (Video-R1): each prompt is also rolled out with its steps in shuffled order (Δ steps, and keyframes when a
 video has several, permuted); a correct ordered answer earns `temporal_bonus` (+0.3) when the prompt's ordered
@@ -33,20 +40,24 @@ from trl.data_utils import is_conversational
 
 from ..data.synthetic_qa import format_prompt
 from ..test_time_scaling import FLAT_VIDEO_KEYS
-from .rewards import CombinedReward, accuracy_reward, temporal_consistency_bonus
+from .policy_eval import evaluate_policy
+from .rewards import REWARD_COLUMNS, CombinedReward, accuracy_reward, temporal_consistency_bonus
 from .sft import freeze_batchnorm
 
 __all__ = [
     "CoPEGRPOConfig",
     "CoPEGRPOTrainer",
     "TemporalConsistencyReward",
+    "check_prompt_has_video",
     "evaluate_rewards",
     "make_grpo_dataset",
     "shuffle_video_steps",
 ]
 
-# Dataset columns the rewards read (kept next to "prompt").
-REWARD_COLUMNS = ("answer", "answer_text", "answer_type", "options", "interval", "task", "id")
+# Columns that say "this row has a video" (TRL's GRPOTrainer reads only `image`/`images`; these it would ignore).
+VIDEO_COLUMNS = ("video", "videos")
+# GRPOTrainer keyword arguments whose rollouts or forwards bypass CoPEGRPOTrainer's video handling.
+_UNSUPPORTED_KWARGS = ("rollout_func", "tools", "environment_factory")
 
 
 @dataclass
@@ -58,6 +69,8 @@ class CoPEGRPOConfig(GRPOConfig):
     temporal_ratio: the 0.8 of T-GRPO.
     temporal_shuffle: "steps" (Δ steps, and keyframes of videos with several) or "delta" (Δ steps only).
     video_cache_size: decoded videos (`CodecPrimitives`) kept in memory, per path.
+    allow_text_only: accept prompts without a video block (they train text-only). Off by default: such a prompt is
+        almost always a dataset bug (a `video` column the prompt does not reference, a pre-rendered string prompt).
     freeze_batchnorm: keep every BatchNorm layer (the Δ-encoder's residual ResNet) on its running statistics, also
         in train mode. Otherwise a completion's log-probability depends on which other rows share its batch or
         chunk, so sampling, the old/reference log-probs and the loss would each score a different policy.
@@ -68,6 +81,9 @@ class CoPEGRPOConfig(GRPOConfig):
     temporal_ratio: float = field(default=0.8, metadata={"help": "T-GRPO: ordered acc >= ratio x shuffled acc."})
     temporal_shuffle: str = field(default="steps", metadata={"help": "'steps' or 'delta'."})
     video_cache_size: int = field(default=256, metadata={"help": "Decoded videos kept per path."})
+    allow_text_only: bool = field(
+        default=False, metadata={"help": "Accept prompts without a video (text-only forwards)."}
+    )
     freeze_batchnorm: bool = field(
         default=True, metadata={"help": "Keep BatchNorm layers (the Δ-encoder's ResNet) on running statistics."}
     )
@@ -181,6 +197,61 @@ class TemporalConsistencyReward:
         return temporal_consistency_bonus(correct, keys, self.shuffled_accuracy, bonus=self.bonus, ratio=self.ratio)
 
 
+def _video_columns(row: dict) -> list[str]:
+    return [key for key in VIDEO_COLUMNS if row.get(key) not in (None, [], "")]
+
+
+def check_prompt_has_video(prompt: Any, *, row: dict | None = None, where: str = "the dataset",
+                           allow_text_only: bool = False) -> None:
+    """Raise ValueError when a GRPO prompt carries no video block (see the module docstring for why).
+
+    `row` is the dataset row (its other columns): a `video`/`videos` column makes a video-less prompt an error even
+    with `allow_text_only`, since the trainer would silently train without that video.
+    """
+    conversational = is_conversational({"prompt": prompt})
+    has_video = conversational and bool(_video_refs(_clean_messages(prompt)))
+    if has_video:
+        return
+    columns = _video_columns(row or {})
+    fix = ("put the video in the prompt as a content block, e.g. [{'role': 'user', 'content': [{'type': 'video', "
+           "'path': 'clip.mp4'}, {'type': 'text', 'text': question}]}] (make_grpo_dataset builds these)")
+    kind = "a plain string (chat template already applied?)" if not conversational else "a chat without a video block"
+    if columns:
+        raise ValueError(
+            f"{where}: the prompt is {kind} but the row has a {columns[0]!r} column: CoPEGRPOTrainer does not read "
+            f"video columns, so GRPO would train on text-only forwards that never see the video. Instead, {fix}."
+        )
+    if not allow_text_only:
+        raise ValueError(
+            f"{where}: the prompt is {kind}, so its rollouts and policy loss would run without video. Either {fix}, "
+            "or set CoPEGRPOConfig(allow_text_only=True) if text-only training is intended."
+        )
+
+
+def _check_dataset(dataset, name: str, allow_text_only: bool) -> None:
+    """Check every prompt of a map-style dataset up front (iterable datasets are checked batch by batch)."""
+    if dataset is None:
+        return
+    if isinstance(dataset, dict):
+        for key, value in dataset.items():
+            _check_dataset(value, f"{name}[{key!r}]", allow_text_only)
+        return
+    if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+        return
+    columns = getattr(dataset, "column_names", None)
+    if columns is not None and "prompt" in columns:
+        prompts = dataset["prompt"]
+        extra = {key: dataset[key] for key in VIDEO_COLUMNS if key in columns}
+        for i, prompt in enumerate(prompts):
+            row = {key: values[i] for key, values in extra.items()}
+            check_prompt_has_video(prompt, row=row, where=f"{name} row {i}", allow_text_only=allow_text_only)
+        return
+    for i in range(len(dataset)):
+        row = dataset[i]
+        if isinstance(row, dict) and "prompt" in row:
+            check_prompt_has_video(row["prompt"], row=row, where=f"{name} row {i}", allow_text_only=allow_text_only)
+
+
 # ------------------------------------------------------------------------------------------------------ trainer
 class CoPEGRPOTrainer(GRPOTrainer):
     """`trl.GRPOTrainer` for CoPE-VideoLM: video tensors reach every log-prob pass; optional T-GRPO.
@@ -199,6 +270,17 @@ class CoPEGRPOTrainer(GRPOTrainer):
             args = CoPEGRPOConfig("cope-grpo")
         if processing_class is None:
             raise ValueError("CoPEGRPOTrainer needs processing_class=CoPEVideoLMProcessor(...)")
+        unsupported = [key for key in _UNSUPPORTED_KWARGS if kwargs.get(key) is not None]
+        if getattr(args, "use_vllm", False):
+            unsupported.append("use_vllm=True")
+        if unsupported:
+            raise ValueError(
+                f"CoPEGRPOTrainer does not support {', '.join(unsupported)}: those paths generate or score "
+                "completions without the video tensors this trainer carries (TRL 1.16 handles images only)."
+            )
+        allow_text_only = bool(getattr(args, "allow_text_only", False))
+        _check_dataset(train_dataset, "train_dataset", allow_text_only)
+        _check_dataset(eval_dataset, "eval_dataset", allow_text_only)
         if isinstance(model, str):  # load it here so its generation config can be set up below
             from transformers import AutoModelForImageTextToText
 
@@ -240,6 +322,10 @@ class CoPEGRPOTrainer(GRPOTrainer):
             generation_kwargs["suppress_tokens"] = [vocab[name] for name in names if name in vocab]
         args.generation_kwargs = generation_kwargs
 
+    @property
+    def _allow_text_only(self) -> bool:
+        return bool(getattr(self.args, "allow_text_only", False))
+
     # ---------------------------------------------------------------------------------------------- video cache
     def _primitives(self, ref: Any):
         """Decoded codec primitives of a video path (LRU-cached); `CodecPrimitives` pass through."""
@@ -270,6 +356,8 @@ class CoPEGRPOTrainer(GRPOTrainer):
 
     # ----------------------------------------------------------------------------------- TRL 1.16 private hooks
     def _tokenize_prompts(self, prompts: list):
+        for prompt in prompts:
+            check_prompt_has_video(prompt, where="a GRPO batch", allow_text_only=self._allow_text_only)
         if not is_conversational({"prompt": prompts[0]}):
             self._video_batch = [{} for _ in prompts]
             return super()._tokenize_prompts(prompts)
@@ -282,6 +370,9 @@ class CoPEGRPOTrainer(GRPOTrainer):
         return prompt_ids, None, _concat_video(videos)
 
     def _generate_and_score_completions(self, inputs):
+        for row in inputs:  # iterable datasets are only seen here
+            check_prompt_has_video(row.get("prompt"), row=row, where="a GRPO batch",
+                                   allow_text_only=self._allow_text_only)
         if self._temporal_reward is not None:
             self._temporal_reward.shuffled_accuracy = self._shuffled_accuracy(inputs)
         output = super()._generate_and_score_completions(inputs)
@@ -296,6 +387,12 @@ class CoPEGRPOTrainer(GRPOTrainer):
             raise RuntimeError(
                 f"CoPEGRPOTrainer has video tensors for {0 if videos is None else len(videos)} rows but the log-prob "
                 f"pass got {input_ids.size(0)}: the batch dict lost its 'video_inputs'"
+            )
+        if torch.is_grad_enabled() and not self._allow_text_only and not all(videos):
+            missing = [i for i, video in enumerate(videos) if not video]
+            raise RuntimeError(
+                f"CoPEGRPOTrainer: a gradient-enabled forward would run without video tensors for rows {missing[:8]} "
+                "(prompts without a video); the policy would learn from text alone"
             )
         batch_size = batch_size or input_ids.size(0)
         all_logps, all_entropies, all_aux = [], [], []
@@ -350,42 +447,7 @@ class CoPEGRPOTrainer(GRPOTrainer):
 
 
 # --------------------------------------------------------------------------------------------------- evaluation
-def _reward_columns(record: dict) -> dict[str, Any]:
-    return {key: record.get(key) for key in REWARD_COLUMNS}
-
-
-@torch.no_grad()
-def evaluate_rewards(model, processor, records: Sequence[dict], *, reward_fn: CombinedReward | None = None,
-                     num_samples: int = 4, temperature: float = 1.0, max_new_tokens: int = 96,
-                     greedy: bool = True, reasoning: bool = True, progress: bool = True) -> dict[str, float]:
-    """Mean verifiable reward of the policy on held-out QA records.
-
-    `reward` is the mean of `reward_fn` (default `CombinedReward()`) over `num_samples` completions per prompt
-    sampled at `temperature` (the quantity GRPO maximises); `greedy_reward` the same for one greedy completion.
-    Each reward component (format, accuracy, temporal_iou) is averaged over the completions it applies to.
-    """
-    from tqdm.auto import tqdm
-
-    from ..data.synthetic_qa import to_messages
-    from ..test_time_scaling import sample_chains
-
-    reward_fn = reward_fn or CombinedReward()
-    was_training = model.training
-    model.eval()
-    modes = {"": dict(n=num_samples, do_sample=True, temperature=temperature)}
-    if greedy:
-        modes["greedy_"] = dict(n=1, do_sample=False)
-    sums: dict[str, list[float]] = {}
-    try:
-        for record in tqdm(list(records), desc="evaluate rewards", disable=not progress):
-            messages = to_messages(record, reasoning=reasoning, include_answer=False)
-            for prefix, options in modes.items():
-                texts, _ = sample_chains(model, processor, messages=messages, max_new_tokens=max_new_tokens, **options)
-                columns = {k: [v] * len(texts) for k, v in _reward_columns(record).items()}
-                prompts = [messages] * len(texts)
-                sums.setdefault(prefix + "reward", []).extend(reward_fn(prompts, texts, **columns))
-                for name, values in reward_fn.components(prompts, texts, **columns).items():
-                    sums.setdefault(prefix + name, []).extend(v for v in values if v is not None)
-    finally:
-        model.train(was_training)
-    return {key: sum(values) / len(values) for key, values in sums.items() if values}
+def evaluate_rewards(model, processor, records: Sequence[dict], **kwargs) -> dict[str, Any]:
+    """Mean verifiable reward and its parts on held-out QA records: `policy_eval.evaluate_policy` (kept under this
+    name for existing callers)."""
+    return evaluate_policy(model, processor, records, **kwargs)

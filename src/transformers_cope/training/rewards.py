@@ -25,6 +25,7 @@ from ..test_time_scaling import completion_text, extract_answer, normalize_answe
 
 __all__ = [
     "DEFAULT_REWARD_WEIGHTS",
+    "REWARD_COLUMNS",
     "CombinedReward",
     "accuracy_reward",
     "format_reward",
@@ -39,6 +40,9 @@ _FORMAT_RE = re.compile(r"^\s*<think>(?P<think>.*?)</think>\s*<answer>(?P<answer
 _NUMBER = r"-?\d+(?:\.\d+)?"
 _INTERVAL_RE = re.compile(rf"({_NUMBER})\s*(?:s\b|sec\w*)?\s*(?:to|-|–|,|and|until)\s*({_NUMBER})", re.IGNORECASE)
 _NUMBER_RE = re.compile(rf"^\s*({_NUMBER})\s*(?:s|sec|secs|second|seconds)?\s*$", re.IGNORECASE)
+
+# Dataset columns the rewards read (kept next to "prompt" in a GRPO dataset).
+REWARD_COLUMNS = ("answer", "answer_text", "answer_type", "options", "interval", "task", "id")
 
 # Default convex mix (weights sum to 1). For non-grounding questions temporal IoU does not apply and the mix is
 # renormalised over format and accuracy (0.25 / 0.75).

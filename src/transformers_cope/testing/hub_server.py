@@ -15,7 +15,7 @@ Not an implementation of the Hub: no auth (any token is accepted), no LFS, no pu
         HfApi(endpoint=hub.endpoint).create_repo("user/tiny")
         ...                                     # child processes: env HF_ENDPOINT=hub.endpoint
 
-`python -m transformers_cope.hub_server` runs one in the foreground and prints its endpoint.
+`python -m transformers_cope.testing.hub_server` runs one in the foreground and prints its endpoint.
 """
 
 from __future__ import annotations
@@ -31,16 +31,52 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-__all__ = ["LocalHubServer", "git_blob_sha1"]
+__all__ = ["LocalHubServer", "check_repo_path", "git_blob_sha1"]
 
 _REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 _GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
 _REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+_MAX_LINE = 1024  # longest chunk-size / trailer line accepted (real clients send < 20 bytes)
+_MAX_TRAILERS = 32
+_DRAIN_BYTES = 16 * 2**20  # at most this much of an oversized body is read so the client sees the 413
+_DRAIN_SECONDS = 1.0
+_SOCKET_TIMEOUT = 30.0  # a client silent this long mid-request is dropped (no thread held forever)
+_MAX_PATH = 1024
 
 
 def git_blob_sha1(data: bytes) -> str:
     """Git's object id of a file (what the Hub reports as a regular file's oid)."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _json_object(body: bytes) -> dict:
+    """A JSON object, or a 400: a list or a number where an object belongs is the client's error, not a crash."""
+    value = json.loads(body)
+    if not isinstance(value, dict):
+        raise _HubError(400, f"Expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _field(mapping: dict, key: str, kind: type, where: str):
+    value = mapping.get(key)
+    if not isinstance(value, kind):
+        raise _HubError(400, f"{where}: {key!r} must be a {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def check_repo_path(path) -> str:
+    """A file path inside a repo as the Hub accepts it: relative, forward slashes, no `.`/`..`/empty components.
+
+    Why: stored paths come back in tree listings and `resolve` URLs, and a client that writes what it downloads
+    (`hf_hub_download`, `snapshot_download`) must never be handed `../../x` or `/abs`.
+    """
+    if not isinstance(path, str) or not path or len(path) > _MAX_PATH:
+        raise _HubError(400, f"Invalid path in repo: {str(path)[:80]!r}")
+    parts = path.split("/")
+    if (path.startswith("/") or "\\" in path or any(ord(c) < 32 for c in path)
+            or any(part in ("", ".", "..") for part in parts) or re.match(r"^[A-Za-z]:", path)):
+        raise _HubError(400, f"Invalid path in repo: {path[:80]!r} (relative, no '.', '..' or empty parts)")
+    return path
 
 
 @dataclass
@@ -204,7 +240,7 @@ class LocalHubServer:
         repo_type = body.get("type") or "model"
         if repo_type not in _REPO_TYPES.values():
             raise _HubError(400, f"Invalid repo type {repo_type!r}")
-        if not isinstance(name, str) or not _REPO_NAME.match(name) or not _REPO_NAME.match(owner):
+        if not all(isinstance(x, str) and _REPO_NAME.match(x) for x in (name, owner)):
             raise _HubError(400, f"Invalid repo name {owner}/{name}")
         repo_id = f"{owner}/{name}"
         url = self._repo_url(repo_type, repo_id)
@@ -221,11 +257,14 @@ class LocalHubServer:
         return f"{self.endpoint}/{prefix}{repo_id}"
 
     def api_preupload(self, repo_type: str, repo_id: str, revision: str, body: dict) -> dict:
+        entries = body.get("files", [])
+        if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+            raise _HubError(400, "preupload: 'files' must be a list of objects")
+        paths = [check_repo_path(entry.get("path")) for entry in entries]
         with self._lock:
             _, commit = self._resolve(repo_type, repo_id, revision)
             files = []
-            for entry in body.get("files", []):
-                path = entry["path"]
+            for path in paths:
                 existing = commit.files.get(path)
                 files.append({
                     "path": path,
@@ -235,13 +274,36 @@ class LocalHubServer:
                 })
         return {"files": files, "commitOid": commit.oid}
 
+    @staticmethod
+    def _parse_commit(body: bytes) -> tuple[dict, list[tuple[str, dict]]]:
+        """NDJSON commit -> (header value, [(key, value)]), every line checked for shape and every path validated."""
+        lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+        if not lines or not isinstance(lines[0], dict) or lines[0].get("key") != "header":
+            raise _HubError(400, "A commit starts with a header line")
+        header = lines[0].get("value", {})
+        if not isinstance(header, dict):
+            raise _HubError(400, "commit header: 'value' must be an object")
+        if not isinstance(header.get("summary") or "", str):
+            raise _HubError(400, "commit header: 'summary' must be a string")
+        operations = []
+        for number, line in enumerate(lines[1:], start=2):
+            if not isinstance(line, dict) or not isinstance(line.get("value"), dict):
+                raise _HubError(400, f"commit line {number}: expected {{'key': ..., 'value': {{...}}}}")
+            key, value = line.get("key"), line["value"]
+            if key not in ("file", "deletedFile", "deletedFolder"):  # lfsFile, copies: everything stays inline
+                raise _HubError(400, f"Unsupported commit operation {key!r} (only regular uploads)")
+            path = check_repo_path(value.get("path"))
+            if key == "file":
+                if value.get("encoding", "base64") != "base64":
+                    raise _HubError(400, f"Unsupported encoding for {path}")
+                _field(value, "content", str, f"commit line {number}")
+            operations.append((key, value))
+        return header, operations
+
     def api_commit(self, repo_type: str, repo_id: str, revision: str, body: bytes, params: dict) -> dict:
         if params.get("create_pr"):
             raise _HubError(400, "This local Hub does not support pull requests")
-        lines = [json.loads(line) for line in body.splitlines() if line.strip()]
-        if not lines or lines[0].get("key") != "header":
-            raise _HubError(400, "A commit starts with a header line")
-        header = lines[0]["value"]
+        header, operations = self._parse_commit(body)
         with self._lock:
             repo, commit = self._resolve(repo_type, repo_id, revision)
             if revision != "main" and commit is not repo.head:
@@ -251,25 +313,20 @@ class LocalHubServer:
                 raise _HubError(412, "A commit has happened since. Please refresh and try again.")
             files = dict(repo.head.files)
             added = 0
-            for line in lines[1:]:
-                key, value = line.get("key"), line.get("value", {})
-                path = value.get("path", "")
+            for key, value in operations:
+                path = value["path"]
                 if key == "file":
-                    if value.get("encoding", "base64") != "base64":
-                        raise _HubError(400, f"Unsupported encoding for {path}")
-                    data = base64.b64decode(value["content"])
+                    data = base64.b64decode(value["content"], validate=True)
                     files[path] = data
                     added += len(data)
                 elif key == "deletedFile":
                     if path not in files:
                         raise _HubError(404, f"A file with this name doesn't exist: {path}", "EntryNotFound")
                     del files[path]
-                elif key == "deletedFolder":
+                else:  # deletedFolder
                     prefix = path.rstrip("/") + "/"
                     for name in [name for name in files if name.startswith(prefix)]:
                         del files[name]
-                else:  # lfsFile, copies: this server keeps everything inline
-                    raise _HubError(400, f"Unsupported commit operation {key!r} (only regular uploads)")
             if self._stored + added > self.max_total_bytes:
                 raise _HubError(413, f"Local Hub storage cap reached ({self.max_total_bytes} bytes)")
             self._stored += added
@@ -322,6 +379,7 @@ class LocalHubServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             server_version = "LocalHub/1.0"
+            timeout = _SOCKET_TIMEOUT
 
             def log_message(self, format, *args):  # quiet: tests read `hub.requests` instead
                 return
@@ -336,32 +394,72 @@ class LocalHubServer:
                 self._dispatch("POST")
 
             def _body(self) -> bytes:
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    chunks, total = [], 0
-                    while True:
-                        size = int(self.rfile.readline().strip().split(b";")[0], 16)
-                        if size == 0:
-                            self.rfile.readline()
-                            break
-                        total += size
-                        if total > hub.max_body_bytes:
-                            self.close_connection = True
-                            raise _HubError(413, "Request body too large")
-                        chunks.append(self.rfile.read(size))
-                        self.rfile.readline()
-                    return b"".join(chunks)
-                length = int(self.headers.get("Content-Length") or 0)
+                """The request body, read strictly: a malformed or oversized framing is refused before any large
+                read, so no header value can make the server buffer more than `max_body_bytes`."""
+                encoding = self.headers.get("Transfer-Encoding")
+                length = self.headers.get("Content-Length")
+                if encoding is not None:
+                    self.close_connection = True  # whatever goes wrong below, the stream position is unknown
+                    if encoding.strip().lower() != "chunked":
+                        raise _HubError(400, f"Unsupported Transfer-Encoding {encoding!r}")
+                    if length is not None:
+                        raise _HubError(400, "Both Content-Length and Transfer-Encoding given")
+                    body = self._chunked_body()
+                    self.close_connection = False
+                    return body
+                if length is None:
+                    return b""
+                if not re.fullmatch(r"[0-9]{1,19}", length.strip()):
+                    self.close_connection = True
+                    raise _HubError(400, f"Invalid Content-Length {length!r}")
+                length = int(length)
                 if length > hub.max_body_bytes:
                     # Read (a bounded amount of) what the client is sending so it sees the 413, not a reset.
+                    # A client that stalls is not waited for beyond `_DRAIN_SECONDS`.
                     self.close_connection = True
-                    left = min(length, 16 * 2**20)
-                    while left > 0:
-                        chunk = self.rfile.read(min(left, 2**16))
-                        if not chunk:
-                            break
-                        left -= len(chunk)
+                    left, deadline = min(length, _DRAIN_BYTES), time.monotonic() + _DRAIN_SECONDS
+                    self.connection.settimeout(_DRAIN_SECONDS)
+                    try:
+                        while left > 0 and time.monotonic() < deadline:
+                            chunk = self.rfile.read1(min(left, 2**16))
+                            if not chunk:
+                                break
+                            left -= len(chunk)
+                    except OSError:
+                        pass
                     raise _HubError(413, "Request body too large")
-                return self.rfile.read(length) if length else b""
+                body = self.rfile.read(length) if length else b""
+                if len(body) != length:
+                    self.close_connection = True
+                    raise _HubError(400, "Request body shorter than its Content-Length")
+                return body
+
+            def _line(self, what: str) -> bytes:
+                """One CRLF-terminated framing line of at most `_MAX_LINE` bytes."""
+                line = self.rfile.readline(_MAX_LINE + 1)
+                if len(line) > _MAX_LINE or not line.endswith(b"\n"):
+                    raise _HubError(400, f"Malformed chunked body: {what} line too long or truncated")
+                return line.rstrip(b"\r\n")
+
+            def _chunked_body(self) -> bytes:
+                chunks, total = [], 0
+                while True:
+                    size_text = self._line("chunk-size").split(b";", 1)[0].strip()
+                    if not re.fullmatch(rb"[0-9A-Fa-f]{1,16}", size_text):
+                        raise _HubError(400, f"Malformed chunk size {size_text[:32]!r}")
+                    size = int(size_text, 16)
+                    if size == 0:
+                        for _ in range(_MAX_TRAILERS + 1):  # trailer fields, then the empty line
+                            if not self._line("trailer"):
+                                return b"".join(chunks)
+                        raise _HubError(400, "Too many trailer lines")
+                    total += size
+                    if total > hub.max_body_bytes:
+                        raise _HubError(413, "Request body too large")
+                    chunk = self.rfile.read(size)
+                    if len(chunk) != size or self._line("chunk end"):
+                        raise _HubError(400, "Malformed chunked body: chunk shorter than its size")
+                    chunks.append(chunk)
 
             def _send(self, status: int, body: bytes = b"", headers: dict | None = None, head: bool = False):
                 self.send_response(status)
@@ -393,13 +491,17 @@ class LocalHubServer:
                         headers["X-Error-Code"] = err.code
                     payload = json.dumps({"error": err.message, **err.extra}).encode()
                     self._send(err.status, payload, headers, head=method == "HEAD")
-                except (ValueError, KeyError, json.JSONDecodeError) as err:
+                except (ValueError, KeyError, json.JSONDecodeError) as err:  # UnicodeDecodeError, binascii.Error too
                     self._send(400, json.dumps({"error": f"Bad request: {err}"}).encode(), head=method == "HEAD")
+                except Exception as err:  # a bug here must answer, not drop the connection with a traceback
+                    self.close_connection = True
+                    message = f"Internal error: {type(err).__name__}: {err}"
+                    self._send(500, json.dumps({"error": message}).encode(), head=method == "HEAD")
 
             def _route(self, method: str, path: str, params: dict, body: bytes) -> None:
                 parts = [p for p in path.split("/") if p]
                 if method == "POST" and path == "/api/repos/create":
-                    return self._json(200, hub.api_create_repo(json.loads(body or b"{}")))
+                    return self._json(200, hub.api_create_repo(_json_object(body or b"{}")))
                 if method == "POST" and path == "/api/validate-yaml":
                     return self._json(200, {"errors": [], "warnings": []})
                 if method == "GET" and path == "/api/whoami-v2":
@@ -408,7 +510,7 @@ class LocalHubServer:
                 if len(parts) >= 4 and parts[0] == "api" and parts[1] in _REPO_TYPES:
                     repo_type, repo_id, rest = _REPO_TYPES[parts[1]], f"{parts[2]}/{parts[3]}", parts[4:]
                     if method == "POST" and len(rest) == 2 and rest[0] == "preupload":
-                        return self._json(200, hub.api_preupload(repo_type, repo_id, rest[1], json.loads(body)))
+                        return self._json(200, hub.api_preupload(repo_type, repo_id, rest[1], _json_object(body)))
                     if method == "POST" and len(rest) == 2 and rest[0] == "commit":
                         return self._json(200, hub.api_commit(repo_type, repo_id, rest[1], body, params))
                     if method == "GET" and not rest:

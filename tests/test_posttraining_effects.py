@@ -1,0 +1,77 @@
+"""Direction of every post-training effect, on shortened, seeded versions of the examples (slow: `pytest -m slow`).
+
+Each test runs an example's own `main` with fewer samples/steps and checks that the effect points the right way
+against its control; the margins sit well inside the spread measured on the full runs (README training table).
+"""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def load(name):
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(EXAMPLES))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_grpo_raises_sampled_accuracy_over_its_sft_start(tmp_path):
+    results = load("grpo_motion_qa").main([
+        "--output-dir", str(tmp_path), "--seeds", "0", "--variants", "grpo", "--train-samples", "512",
+        "--eval-samples", "48", "--grpo-steps", "60",
+    ])
+    start, grpo = results["start"][0], results["grpo"][0]
+    assert 0.3 <= start["accuracy"] <= 0.85, start  # reads motion, not saturated
+    assert grpo["accuracy"] > start["accuracy"] + 0.05, (start, grpo)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_alignment_with_delta_beats_delta_zeroed(tmp_path):
+    results = load("align_delta_encoder").main([
+        "--output-dir", str(tmp_path), "--seeds", "0", "--variants", "none,zero",
+    ])
+    assert results["none"] < results["zero"], results
+    assert results["none"] < results["mean_shrink_mse"] < results["copy_mse"], results
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_lora_adapts_to_the_speed_shift(tmp_path):
+    results = load("lora_finetune").main([
+        "--output-dir", str(tmp_path / "lora"), "--data-dir", str(tmp_path / "data"), "--seeds", "0",
+        "--test-samples", "48", "--quiet",
+    ])
+    assert results["accuracy_before"] <= 0.5, results  # the shift leaves headroom
+    assert results["accuracy_after"] >= results["accuracy_before"] + 0.15, results
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_self_consistency_is_not_worse_than_greedy(tmp_path):
+    summary = load("test_time_scaling").main([
+        "--output-dir", str(tmp_path), "--sample-seeds", "0", "--eval-samples", "48",
+    ])
+    assert 0.4 <= summary["one sample"] <= 0.95, summary  # voting has room
+    assert summary["self-consistency@5"] >= summary["greedy"] - 0.05, summary
