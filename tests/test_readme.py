@@ -47,7 +47,7 @@ def command_lines(code: str) -> list[str]:
 
 def _env(tmp_path: Path) -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "COPE_DATA_DIR": str(tmp_path / "data"),
-            "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
 
 
 def _run(argv: list[str], tmp_path: Path, timeout: int = 600) -> subprocess.CompletedProcess:
