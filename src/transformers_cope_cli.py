@@ -25,6 +25,8 @@ def _light_cli():
     path = Path(next(iter(spec.submodule_search_locations))) / "cli.py"
     light = importlib.util.spec_from_file_location("_cope_videolm_cli_light", path)
     module = importlib.util.module_from_spec(light)
+    # relative imports inside its functions (e.g. argument checkers) resolve to the real package, imported then
+    module.__package__ = "transformers_cope"
     light.loader.exec_module(module)
     return module
 

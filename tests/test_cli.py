@@ -127,6 +127,11 @@ def test_launcher_parses_before_heavy_imports(tmp_path):
         assert done.returncode == 2, (argv, done.stderr)
         assert "HEAVY []" in done.stdout and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert _launcher("ask").returncode == 2  # argparse usage error
+    # argument checkers that import from the package still work from the launcher (they import it on demand)
+    checked = _launcher("ask", str(tmp_path / "missing.mp4"), "What moves?", "--fps", "2")
+    assert checked.returncode == 2 and "no such file" in checked.stderr
+    bad = _launcher("ask", str(tmp_path / "missing.mp4"), "What moves?", "--fps", "nan")
+    assert bad.returncode == 2 and "--fps" in bad.stderr
 
 
 def test_empty_question_exits_2_in_the_package_cli(media_dir, capsys):

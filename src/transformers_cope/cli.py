@@ -461,7 +461,10 @@ def build_parser() -> argparse.ArgumentParser:
 def precheck(args) -> None:
     """Checks that need no model, codec or torch (the launcher runs them before the heavy imports): the video path
     exists and is not a URL, the question is not empty. Raises CLIError."""
-    if getattr(args, "video", None) is not None:
+    if getattr(args, "follow", False):  # chat --follow: the file may still be on its way; URLs are refused all the same
+        if args.video.lower().startswith(_URL_PREFIXES):
+            _check_video(args.video)
+    elif getattr(args, "video", None) is not None:
         _check_video(args.video)
     if getattr(args, "question", None) is not None and not args.question.strip():
         raise CLIError("the question is empty")

@@ -20,11 +20,14 @@ from transformers import AutoModelForImageTextToText, GenerationConfig, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.base import no_collate_fn
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
+from transformers.utils import logging
 
 from .errors import check_number
 from .test_time_scaling import best_of_n as run_best_of_n
 from .test_time_scaling import normalize_answer
 from .test_time_scaling import self_consistency as run_self_consistency
+
+logger = logging.get_logger(__name__)
 
 TASK = "video-question-answering"
 IM_END = "<|im_end|>"
@@ -275,6 +278,7 @@ class VideoQuestionAnsweringPipeline(Pipeline):
             )
         if not question:
             raise ValueError("video-question-answering needs a question: pipe(video, question='...').")
+        self._note_untrained_question(question)
         text = f"{question}\n{THINK_INSTRUCTION}" if reasoning else question
         messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]}]
         prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -282,6 +286,20 @@ class VideoQuestionAnsweringPipeline(Pipeline):
             text=[prompt], videos=[video], return_tensors="pt", **dict(video_kwargs or {})
         )
         return dict(model_inputs)
+
+    def _note_untrained_question(self, question: str) -> None:
+        """One warning line when the checkpoint lists the questions it was trained for (`config.trained_questions`:
+        regular expressions over the question's first line, case-insensitive) and this question matches none:
+        a small model answers anything with confidence, so the caller is told at run time, not only in the card."""
+        patterns = getattr(self.model.config, "trained_questions", None)
+        if not patterns:
+            return
+        first = question.strip().splitlines()[0].strip()
+        if any(re.fullmatch(pattern, first, flags=re.IGNORECASE) for pattern in patterns):
+            return
+        examples = "; ".join(getattr(self.model.config, "trained_question_examples", None) or patterns)
+        logger.warning(f"this model was trained only for questions like: {examples}. {first!r} is none of them, so "
+                       "its answer is not meaningful.")
 
     # ------------------------------------------------------------------------------------------------ batching
     def _collate(self, items: list[dict]) -> dict:
