@@ -131,11 +131,8 @@ def _on_device(event) -> bool:
 
 
 def _device_us(event) -> float:
-    for attr in ("device_time", "cuda_time", "self_device_time_total"):
-        value = getattr(event, attr, None)
-        if value:
-            return float(value)
-    return 0.0
+    """Duration of a device event in µs (`device_time_total` is the event's own time range for device events)."""
+    return float(getattr(event, "device_time_total", 0.0) or 0.0)
 
 
 def count_host_syncs(fn: Callable[[], object], device: str) -> int | None:

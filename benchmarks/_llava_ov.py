@@ -43,21 +43,17 @@ def llava_video_tokens(model, num_frames: int) -> int:
     return num_frames * pooled * pooled + 1
 
 
-def llava_inputs(model, cope_input_ids: torch.Tensor, visual_mask: torch.Tensor, num_frames: int,
+def llava_inputs(model, prompt_ids: list[int], visual_ids: set[int], num_frames: int, device: str | torch.device,
                  dtype: torch.dtype) -> dict:
-    """The CoPE prompt's text tokens with its visual span replaced by LLaVA-OneVision's video placeholders, and
-    random frames; every tensor on `cope_input_ids.device`."""
-    device = cope_input_ids.device
-    ids = cope_input_ids[0]
-    keep = ~visual_mask[0]
-    first = int(visual_mask[0].int().argmax())  # where the video sat in the CoPE prompt (host read: setup only)
-    before, after = ids[:first][keep[:first]], ids[first:][keep[first:]]
-    video = torch.full((llava_video_tokens(model, num_frames),), model.config.video_token_id, dtype=ids.dtype,
-                       device=device)
-    input_ids = torch.cat([before, video, after])[None]
+    """The CoPE prompt's text tokens (host-side ids) with its visual span replaced by LLaVA-OneVision's video
+    placeholders, and random frames; every tensor built on `device`."""
+    first = next(i for i, t in enumerate(prompt_ids) if t in visual_ids)  # where the video sat in the CoPE prompt
+    text = [t for t in prompt_ids if t not in visual_ids]
+    ids = text[:first] + [model.config.video_token_id] * llava_video_tokens(model, num_frames) + text[first:]
+    input_ids = torch.tensor([ids], dtype=torch.long, device=device)
     size = model.config.vision_config.image_size
-    generator = torch.Generator(device=device).manual_seed(0)
-    pixels = torch.randn((1, num_frames, 3, size, size), generator=generator, device=device, dtype=torch.float32)
+    torch.manual_seed(0)  # seeds every device's generator
+    pixels = torch.randn((1, num_frames, 3, size, size), device=device, dtype=torch.float32)
     return {
         "input_ids": input_ids,
         "attention_mask": torch.ones_like(input_ids),

@@ -39,15 +39,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from _common import MEDIA_DIR, default_workdir, fmt_s, load_average, machine_info, median, synchronize, table  # noqa: E402
+from _common import (  # noqa: E402
+    MEDIA_DIR,
+    default_workdir,
+    fmt_s,
+    interleaved_runs,
+    load_average,
+    machine_info,
+    median,
+    synchronize,
+    table,
+)
 from bench_ttft import PAPER_TEXT, build_config, build_model, build_processor  # noqa: E402
 
 MEDIA = ("vid_h264.mp4", "vid_mpeg4_part2.mp4", "city_cc0.mpg")
 QUESTIONS = ("Which direction does the sprite move?", "Does the camera pan left or right?",
              "Is anything moving in the last ten seconds?", "How many objects are there?")
-METHODS = ("dense", "sequential", "parallel", "streaming")
+METHODS = ("dense", "sequential", "parallel", "streaming", "streaming_1")
 LABELS = {"dense": "(a) dense (LLaVA-OV processor)", "sequential": "(b) CoPE sequential",
-          "parallel": "(c) CoPE parallel extraction", "streaming": "(d) CoPE streaming"}
+          "parallel": "(c) CoPE parallel extraction", "streaming": "(d) CoPE streaming",
+          "streaming_1": "(d) streaming, 1 extraction worker"}
 
 
 # ------------------------------------------------------------------------------------------------------ clips
@@ -147,7 +158,11 @@ class Bench:
         return self.first_token({**ids, "pixel_values_videos": pixels, "video_frame_types": [types]})
 
     def sequential(self, path: Path, question: str) -> int:
-        return self.first_token(self.processor(text=[self.prompt(question)], videos=[str(path)], return_tensors="pt"))
+        """The processor's path from a file, with the codec layer on one worker (its default is parallel now)."""
+        from transformers_cope.codec import extract_primitives
+
+        prim = extract_primitives(path, **self.codec, **({"num_workers": 1} if self.parallel_ok else {}))
+        return self.first_token(self.processor(text=[self.prompt(question)], videos=[prim], return_tensors="pt"))
 
     def parallel(self, path: Path, question: str) -> int:
         from transformers_cope.codec import extract_primitives
@@ -160,15 +175,15 @@ class Bench:
 
         return CoPEVideoSession(self.model, self.processor, **kwargs)
 
-    def streaming(self, path: Path, question: str, max_steps="processor") -> tuple[int, object]:
+    def streaming(self, path: Path, question: str, max_steps="processor", workers=None) -> tuple[int, object]:
         from transformers_cope.codec import iter_primitives
 
         session = self.session()
         codec = dict(self.codec)
         if max_steps != "processor":
             codec["max_steps"] = max_steps
-        if self.stream_parallel_ok and self.workers > 1:
-            codec["num_workers"] = self.workers
+        if self.stream_parallel_ok:
+            codec["num_workers"] = workers or self.workers
         session.ingest(iter_primitives(path, **codec), prefetch=2)
         token = int(session.generate(question, max_new_tokens=1, do_sample=False)[0, -1])
         synchronize(self.device)
@@ -286,6 +301,9 @@ def main(argv=None) -> int:
         if bench.parallel_ok:
             t["parallel"], tokens["parallel"] = timed(lambda: bench.parallel(path, QUESTIONS[0]))
         t["streaming"], (tokens["streaming"], _) = timed(lambda: bench.streaming(path, QUESTIONS[0]))
+        if bench.stream_parallel_ok and args.workers > 1:  # the same without parallel extraction
+            t["streaming_1"], (tokens["streaming_1"], _) = timed(
+                lambda: bench.streaming(path, QUESTIONS[0], workers=1))
         same = len({tokens[m] for m in tokens if m != "dense"}) == 1
         desc = f"{info.codec} {info.width}x{info.height} {'I/P/B' if info.reordered else 'I/P'}, {info.duration:.0f} s"
         rows.append([path.name, desc, f"{len(indices)} ({prim.frame_types.count('I')} I, {prim.mode})",
@@ -297,39 +315,50 @@ def main(argv=None) -> int:
     print(table(["video", "source", "steps", *(LABELS[m] for m in METHODS), "CoPE first tokens agree"], rows))
     print()
     print("## Ratios against the dense pipeline of the same run (target: streaming <= 0.5 on the 720p clip)")
-    print(table(["video", "sequential / dense", "parallel / dense", "streaming / dense", "streaming speed-up vs "
-                 "sequential"], ratio_rows))
+    print(table(["video", "sequential / dense", "parallel / dense", "streaming / dense",
+                 "streaming (1 worker) / dense", "streaming speed-up vs sequential"], ratio_rows))
 
     # ---------------------------------------------------------------------------------- follow-up questions
     follow_rows = []
     latencies = {}
     longest = None
+    sessions, clips = {}, {}
     for mins in minutes:
         path = panned_clip(workdir, seconds=int(round(mins * 60)), fps=10, height=follow_size[0],
                            width=follow_size[1])
-        longest = path
-        print(f"  [{path.name}] follow-up questions...", file=sys.stderr, flush=True)
-        _, session = bench.streaming(path, QUESTIONS[0])
-        follow = [timed(lambda q=q: session.generate(q, max_new_tokens=1, do_sample=False))[0] for q in QUESTIONS[1:]]
+        longest = clips[mins] = path
+        print(f"  [{path.name}] ingesting...", file=sys.stderr, flush=True)
+        _, sessions[mins] = bench.streaming(path, QUESTIONS[0])
+    # follow-ups interleaved over the sessions, round by round, so that load changes hit every length alike
+    repeats = 2 if args.quick else 9
+    follow = interleaved_runs(
+        {mins: (lambda s=session: s.generate(QUESTIONS[1 + len(s.frame_types) % 3], max_new_tokens=1,
+                                             do_sample=False)) for mins, session in sessions.items()},
+        repeats, warmup=1, sync=lambda: synchronize(device), progress="follow-ups")
+    for mins in minutes:
+        path, session = clips[mins], sessions[mins]
         prim = extract_primitives(path, **bench.codec)
         reprefill, _ = timed(lambda: bench.first_token(
             bench.processor(text=[bench.prompt(QUESTIONS[1])], videos=[prim], return_tensors="pt")))
         rerun, _ = timed(lambda: bench.sequential(path, QUESTIONS[1]))
-        latencies[mins] = median(follow)
+        latencies[mins] = median(follow[mins])
         follow_rows.append([f"{mins:g} min", f"{session.num_steps} ({session.num_cached_tokens:,} tokens)",
-                            fmt_s(median(follow)), fmt_s(reprefill), fmt_s(rerun),
-                            f"{reprefill / median(follow):.1f}x", f"{rerun / median(follow):.1f}x"])
+                            fmt_s(latencies[mins]), fmt_s(reprefill), fmt_s(rerun),
+                            f"{reprefill / latencies[mins]:.1f}x", f"{rerun / latencies[mins]:.1f}x"])
+    sessions.clear()
     print()
     print(f"## Follow-up question -> first token (processor sampling: 1 fps, at most {bench.vp.max_steps} steps; "
           f"{follow_size[1]}x{follow_size[0]} H.264 clips with B-frames)")
-    print(table(["video", "steps held", "with the session (median of 3)", "re-prefill (primitives kept)",
+    print(table(["video", "steps held", f"with the session (median of {repeats}, interleaved)",
+                 "re-prefill (primitives kept)",
                  "re-run from the file", "re-prefill / session", "re-run / session"], follow_rows))
     first, last = minutes[0], minutes[-1]
     print(f"session follow-up latency {last:g} min / {first:g} min: {latencies[last] / latencies[first]:.2f} "
           "(target <= 1.2)")
 
     if not args.no_memory and longest is not None:
-        ctx = multiprocessing.get_context("spawn")
+        # a fresh interpreter for an honest peak RSS; --quick forks (no re-import) since only the code path matters
+        ctx = multiprocessing.get_context("fork" if args.quick else "spawn")
         queue = ctx.Queue()
         child = ctx.Process(target=_memory_child, args=(args, str(longest), queue))
         print(f"  [{longest.name}] every-step session in a fresh process...", file=sys.stderr, flush=True)

@@ -56,7 +56,7 @@ def main() -> int:
     print(f"processor: {DEFAULT_PROCESSOR}; per-case timeout {args.timeout:.0f} s; load average {load_average()}")
     report = run_fuzz(seeds, workdir / "work", cases=args.cases, seed=args.seed, timeout=args.timeout,
                       keep_failures=args.keep or workdir / "failures", progress=True,
-                      hostile_every=args.hostile_every, memory_limit_mb=args.memory_limit_mb)
+                      hostile_every=args.hostile_every, memory_limit_mb=args.memory_limit_mb, start_timeout=600)
     print(report.summary())
     for failure in report.failures:
         print(f"  FAILURE case {failure['case']} ({failure['seed_file']}, {' + '.join(failure['ops'])}): "

@@ -24,6 +24,9 @@ from pathlib import Path
 import torch
 from transformers import set_seed
 
+from transformers_cope.extras import require_extra
+
+require_extra("train", "trl", "datasets", "evaluate")  # one line, before anything runs, if the [train] extra is missing
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # reuse the GRPO example's data and warm start
 
 from grpo_motion_qa import DEFAULT_MODEL_DIR, build_data, load_processor, sft_warm_start  # noqa: E402
@@ -45,12 +48,13 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", default=None)
     p.add_argument("--tasks", default="direction", help=f"comma-separated motion QA tasks, from {','.join(TASKS)}")
     p.add_argument("--duration", type=float, default=4.0, help="clip length in seconds")
+    p.add_argument("--travel-scale", type=float, default=1.0, help="object travel (< 1: slower motion)")
     p.add_argument("--train-samples", type=int, default=512)
     p.add_argument("--eval-samples", type=int, default=96)
     p.add_argument("--sft-steps", type=int, default=200)
     p.add_argument("--sft-lr", type=float, default=2e-3)
     p.add_argument("--k", type=int, default=5, help="self-consistency chains")
-    p.add_argument("--n", type=int, default=5, help="best-of-N chains")
+    p.add_argument("--n", type=int, default=5, help="best-of-N chains (0: skip best-of-N)")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--seed", type=int, default=0, help="SFT start seed")
@@ -68,7 +72,8 @@ def main(argv=None):
     data_dir = Path(args.data_dir) if args.data_dir else output_dir / "data"
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     train_records, held_records = build_data(data_dir, train=args.train_samples, held_out=args.eval_samples,
-                                             tasks=tasks, seed=0, duration=args.duration)
+                                             tasks=tasks, seed=0, duration=args.duration,
+                                             travel_scale=args.travel_scale)
     model_path = str(DEFAULT_MODEL_DIR) if args.model == "default" else args.model
     processor = load_processor(args.processor or model_path)
     if model_path:
@@ -83,7 +88,7 @@ def main(argv=None):
     def verifier(prompts, completions, **kwargs):  # answer-free: well-formed chains first
         return format_reward(prompts, completions)
 
-    names = ["greedy", "one sample", f"self-consistency@{args.k}", f"best-of-{args.n}"]
+    names = ["greedy", "one sample", f"self-consistency@{args.k}"] + ([f"best-of-{args.n}"] if args.n > 0 else [])
     runs = []
     for sample_seed in [int(x) for x in args.sample_seeds.split(",")]:
         set_seed(1000 + sample_seed)
@@ -97,9 +102,11 @@ def main(argv=None):
                                       max_new_tokens=args.max_new_tokens)
             sc = self_consistency(model, processor, messages=messages, k=args.k, temperature=args.temperature,
                                   max_new_tokens=args.max_new_tokens, options=record.get("options"))
-            bon = best_of_n(model, processor, messages=messages, n=args.n, reward_fn=verifier,
-                            temperature=args.temperature, max_new_tokens=args.max_new_tokens)
-            answers = [extract_answer(greedy[0]), sc["answers"][0], sc["answer"], bon["answer"]]
+            answers = [extract_answer(greedy[0]), sc["answers"][0], sc["answer"]]
+            if args.n > 0:
+                bon = best_of_n(model, processor, messages=messages, n=args.n, reward_fn=verifier,
+                                temperature=args.temperature, max_new_tokens=args.max_new_tokens)
+                answers.append(bon["answer"])
             for name, answer in zip(names, answers):
                 hits[name].append(float(is_correct(answer, record["answer"], **check)))
             agreement.append(sc["agreement"])

@@ -394,7 +394,7 @@ class FuzzReport:
 def run_fuzz(seeds: list[Path], work_dir: Path, *, cases: int, seed: int = 0, timeout: float = 30.0,
              config: dict | None = None, time_budget: float | None = None, keep_failures: Path | None = None,
              include_unmutated: bool = True, progress: bool = False, hostile_every: int = 0,
-             memory_limit_mb: float = 0) -> FuzzReport:
+             memory_limit_mb: float = 0, start_timeout: float = 120.0) -> FuzzReport:
     """Run `cases` mutated inputs (round-robin over `seeds`) through one persistent worker; stops early when
     `time_budget` seconds are spent. Failing inputs are copied to `keep_failures` for replay.
 
@@ -410,7 +410,7 @@ def run_fuzz(seeds: list[Path], work_dir: Path, *, cases: int, seed: int = 0, ti
     config = dict(DEFAULT_PROCESSOR if config is None else config)
     if memory_limit_mb:
         config["memory_limit_mb"] = memory_limit_mb
-    worker = FuzzWorker(config, cwd=work_dir)
+    worker = FuzzWorker(config, cwd=work_dir, start_timeout=start_timeout)
     server = LoopbackCounter(originals[0]).__enter__()
     start = time.perf_counter()
     bar = None

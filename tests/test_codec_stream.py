@@ -49,7 +49,7 @@ def check_gops(gops: list[GOPPrimitives], gop_size: int) -> None:
 
 
 @pytest.mark.parametrize("name", REAL)
-@pytest.mark.parametrize("mode", ["transcode", "native"])
+@pytest.mark.parametrize("mode", ["transcode", pytest.param("native", marks=pytest.mark.slow)])
 def test_gops_concatenate_to_extract_primitives_on_real_clips(media_dir, name, mode):
     kwargs = dict(mode=mode, fps=2.0, gop_size=4, size=(64, 96), return_frames=True)
     with warnings.catch_warnings():

@@ -191,42 +191,17 @@ def _write_growing_ts(path, done: threading.Event, seconds: int = 12, fps: int =
         done.set()
 
 
-def _follow(path, done: threading.Event, codec_kwargs: dict, gop_size: int):
-    """GOPs of a file that another thread is still writing: re-scan it while it grows and yield each GOP once a later
-    one exists (the last GOP of a growing file may still gain steps); all of them once the writer is done."""
-    import warnings
-
-    from transformers_cope.codec import iter_primitives
-    from transformers_cope.errors import VideoDecodeError
-
-    yielded = 0
-    while True:
-        finished = done.is_set()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # a file cut mid-packet warns that it looks truncated
-                gops = list(iter_primitives(path, gop_size=gop_size, **codec_kwargs))
-        except (VideoDecodeError, FileNotFoundError):  # nothing decodable written yet
-            gops = []
-        ready = gops if finished else gops[:-1]
-        for gop in ready[yielded:]:
-            yield gop
-        yielded = max(yielded, len(ready))
-        if finished:
-            return
-        time.sleep(0.1)
-
-
 def test_live_file_written_by_another_thread_while_questions_are_asked(embedded, tmp_path):
     model, processor = embedded
     path = tmp_path / "live.ts"
     written, ingested = threading.Event(), threading.Event()
     session = CoPEVideoSession(model, processor, gop_size=2)
-    errors = []
+    errors, received = [], []
 
     def ingest():
         try:
-            session.ingest(_follow(path, written, session.codec_kwargs(), 2))
+            follow = iter_video_gops(path, 2, live=True, finished=written, **session.codec_kwargs())
+            session.ingest(received.append(gop) or gop for gop in follow)  # codec.iter_live_primitives
         except BaseException as err:  # reported to the main thread
             errors.append(err)
         finally:
@@ -247,9 +222,9 @@ def test_live_file_written_by_another_thread_while_questions_are_asked(embedded,
     assert not errors, errors
     assert answers and all(answer for _, answer in answers)
     assert len({steps for steps, _ in answers}) >= 2  # questions were answered while the video grew
-    # once the recording is complete the session holds the whole file and answers as a one-shot prompt of it
-    assert session.num_steps == 12
-    inputs = _one_shot(model, processor, str(path), question, gop_size=2)
+    # once the recording is complete the session holds all of it and answers as a one-shot prompt of what it read
+    assert session.num_steps == 12 and len(received) == 6
+    inputs = _one_shot(model, processor, _concat(received), question, gop_size=2)
     expected = model.generate(**inputs, max_new_tokens=6, min_new_tokens=6, do_sample=False)
     got = session.generate(question, max_new_tokens=6, min_new_tokens=6, do_sample=False)
     assert got.tolist() == expected[:, inputs["input_ids"].shape[1]:].tolist()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import pytest
 
@@ -59,3 +60,21 @@ def test_chat_on_a_bad_file_exits_2(tmp_path, capsys):
     bad.write_bytes(b"not a video")
     assert main(["chat", str(bad)]) == 2
     assert "bad.mp4" in capsys.readouterr().err
+
+
+def test_chat_follows_a_file_that_is_still_being_written(tmp_path, monkeypatch, capsys):
+    import threading
+
+    from test_session import _write_growing_ts
+
+    path, written = tmp_path / "live.ts", threading.Event()
+    writer = threading.Thread(target=_write_growing_ts, args=(path, written), kwargs={"seconds": 6}, daemon=True)
+    writer.start()
+    deadline = time.monotonic() + 60
+    while not (path.exists() and path.stat().st_size) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the recording has started (--idle-timeout counts from the first look)
+    monkeypatch.setattr("sys.stdin", io.StringIO(QUESTIONS[1] + "\n"))
+    assert main(["chat", str(path), "--follow", "--idle-timeout", "8", "--json", "--no-progress"]) == 0
+    writer.join(timeout=60)
+    line = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert line["answer"] and 1 <= line["steps"] <= 6

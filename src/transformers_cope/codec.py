@@ -37,9 +37,12 @@ is ignored too (frames are scaled in coded pixels).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 from .codec_extract import _check_options, _make_plan, _sequential
+from .codec_live import iter_live_primitives
+from .codec_parallel import _split, iter_parallel
 from .codec_decode import _warn_truncated, read_motion_vectors
 from .codec_probe import _Reader, probe_video
 from .codec_schedule import step_frame_types
@@ -75,6 +78,7 @@ __all__ = [
     "read_motion_vectors",
     "transcode",
     "iter_primitives",
+    "iter_live_primitives",
     "extract_primitives",
     "step_frame_types",
 ]
@@ -129,7 +133,7 @@ def iter_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_per_
                     encoder_threads: int = 1, residual_interpolation: str = "bilinear",
                     keyframe_size=None, max_decoded_pixels: int | None = DEFAULT_MAX_DECODED_PIXELS,
                     max_pixel_rate: float | None = DEFAULT_MAX_PIXEL_RATE, max_decode_seconds: float | None = None,
-                    allow_network: bool = False) -> GOPIterator:
+                    allow_network: bool = False, num_workers: int | None = None) -> GOPIterator:
     """The codec primitives of `path` one GOP at a time: a `GOPIterator` of `GOPPrimitives`, each yielded as soon as
     the last frame it needs is decoded (arguments: see `extract_primitives`).
 
@@ -137,6 +141,9 @@ def iter_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_per_
     knows `info`, `num_steps`, `num_gops` up front); decoding happens while iterating. Memory holds one GOP being
     collected plus the decoder's frames, whatever the video's length. `CodecPrimitives.from_gops(gops)` of all the
     GOPs equals `extract_primitives(path, same arguments)` bit for bit.
+
+    num_workers: processes extracting segments of the file in parallel (see `extract_primitives`); the first
+    segment streams from this process, the others' GOPs follow when their worker is done.
     """
     _check_options(fps, codec_fps, mode, residual_scale, mv_block, max_steps, residual_interpolation, codec, preset,
                    gop_size, keyframes_per_gop, crf=crf, qscale=qscale, encoder_threads=encoder_threads,
@@ -153,11 +160,16 @@ def iter_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_per_
                           return_frames=return_frames, codec=codec, codec_fps=codec_fps, preset=preset, crf=crf,
                           qscale=qscale, encoder_threads=encoder_threads,
                           residual_interpolation=residual_interpolation, keyframe_size=keyframe_size)
+        plan = dataclasses.replace(plan, limits=limits)
         warned = _warn_truncated(path, reader.info)
     except BaseException:
         reader.__exit__(None, None, None)
         raise
-    gops = _sequential(plan, reader, progress=progress, warned=warned)
+    segments = _split(plan, num_workers)
+    if segments is None:
+        gops = _sequential(plan, reader, progress=progress, warned=warned)
+    else:
+        gops = iter_parallel(plan, reader, segments, progress=progress, warned=warned)
     return GOPIterator(gops, info=plan.info, num_steps=len(plan.types), gop_size=gop_size,
                        mode="native" if plan.native else "transcode", cleanup=lambda: reader.__exit__(None, None, None))
 
@@ -171,7 +183,7 @@ def extract_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_p
                        residual_interpolation: str = "bilinear", keyframe_size=None,
                        max_decoded_pixels: int | None = DEFAULT_MAX_DECODED_PIXELS,
                        max_pixel_rate: float | None = DEFAULT_MAX_PIXEL_RATE, max_decode_seconds: float | None = None,
-                       allow_network: bool = False) -> CodecPrimitives:
+                       allow_network: bool = False, num_workers: int | None = None) -> CodecPrimitives:
     """Codec primitives of a video at CoPE-VideoLM's step layout (see CodecPrimitives for the arrays).
 
     Steps: sampled at `fps` from the first frame (nearest decoded frame by presentation time), uniformly
@@ -216,6 +228,15 @@ def extract_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_p
         thread for cheap MPEG-1/2/4 Part 2 decodes up to 720p (decoded pixels do not depend on threading), encodes with a fixed thread count and x264's mbtree off (it made
         x264's output vary between identical runs); native mode uses frame threads only on streams without
         B-frames, whose exported vectors are identical under any threading.
+    num_workers: processes that extract segments of the file in parallel; the result is bit-identical to the
+        sequential one (how the seams stay exact: `codec_parallel`). The file is split at codec keyframes into
+        segments of whole GOPs of steps; since every GOP starts at a keyframe step, at which the encoder, the motion
+        window and the fusion state all start afresh, no fusion window crosses a segment boundary, and each segment
+        decodes from the last codec keyframe before its first step (an IDR picture for H.264) so that its frames
+        decode exactly as in a decode from the start. None (default): one worker per two cores this process may
+        use (`os.sched_getaffinity`; one extraction already keeps two busy), at most one per 300 source packets,
+        and only in a main process (not inside a pool or DataLoader worker): sequential on 2 cores; 1: sequential. Inputs that cannot be split (bytes, URLs, no usable keyframe,
+        damaged or timestamp-less packets, a daemonic process) are extracted sequentially.
     Caps: `max_pixels` (per frame: from the stream header, then on every size change in the stream before the
     decoder allocates at that size), `max_frames` (decoded frames; checked from a packet scan first) and the decode
     budget raise VideoTooLargeError. Budget: `max_decoded_pixels` (frames x pixels per file; default one hour of
@@ -232,5 +253,5 @@ def extract_primitives(path, *, fps: float = 1.0, gop_size: int = 8, keyframes_p
                          codec_fps=codec_fps, preset=preset, crf=crf, qscale=qscale, encoder_threads=encoder_threads,
                          residual_interpolation=residual_interpolation, keyframe_size=keyframe_size,
                          max_decoded_pixels=max_decoded_pixels, max_pixel_rate=max_pixel_rate,
-                         max_decode_seconds=max_decode_seconds, allow_network=allow_network) as gops:
+                         max_decode_seconds=max_decode_seconds, allow_network=allow_network, num_workers=num_workers) as gops:
         return CodecPrimitives.from_gops(gops)

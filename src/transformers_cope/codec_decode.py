@@ -41,9 +41,11 @@ def _warn_truncated(src, info: VideoInfo) -> bool:
 
 def _decoded_frames(src, packets: Iterator, stream, *, max_frames: int | None, max_pixels: int | None,
                     progress=None, warned: bool = False, skipping: bool = False,
-                    keep: Callable[[av.Packet], bool] | None = None) -> Iterator[av.VideoFrame]:
+                    keep: Callable[[av.Packet], bool] | None = None,
+                    whole_file: bool = True) -> Iterator[av.VideoFrame]:
     """Decode packet by packet so that damage costs only the damaged part. `keep`: packets it rejects are read
-    but not decoded (implies `skipping`: fewer frames than packets is expected then).
+    but not decoded (implies `skipping`: fewer frames than packets is expected then). whole_file=False: the
+    packets start at a seek point, so the counts are not compared with the file's.
 
     A TruncatedVideoWarning is issued when demuxing fails midway, when a packet fails to decode (it is skipped),
     or, at the end, when fewer frames decoded than packets were read or the container's index promised more
@@ -106,9 +108,9 @@ def _decoded_frames(src, packets: Iterator, stream, *, max_frames: int | None, m
         problems.append(f"reading stopped with an error ({stopped})")
     if failed:
         problems.append(f"{failed} packet(s) failed to decode ({first_error})")
-    if n < read and not skipping and keep is None:
+    if n < read and not skipping and keep is None and whole_file:
         problems.append(f"only {n} of {read} packets decoded to frames")
-    if promised > read and stopped is None:
+    if promised > read and stopped is None and whole_file:
         problems.append(f"the index lists {promised} frames but only {read} packets could be read")
     if problems and not warned:
         warnings.warn(f"{_describe(src)}: truncated or damaged video: {'; '.join(problems)}; using the {n} frames "

@@ -47,12 +47,21 @@ class _Worker:
         while True:
             item = self.queue.get()
             if item is None:
+                self.queue.task_done()
                 return
             if self.error is None:
                 try:
                     item()
                 except BaseException as e:  # re-raised on the calling thread
                     self.error = e
+            self.queue.task_done()
+
+    def wait_idle(self) -> None:
+        """Wait until everything submitted so far is done (live sources: hand out a finished GOP before blocking
+        on input that may take long to arrive)."""
+        self.queue.join()
+        if self.error is not None:
+            raise self.error
 
     def submit(self, fn) -> None:
         if self.error is not None:
@@ -197,10 +206,13 @@ def _native_cell(codec_hw, out_hw, mv_block: int) -> int:
 
 
 def _iter_native(plan: "_Plan", opened, *, first_step: int = 0, stop_step: int | None = None, frame_filter=None,
-                 index_by_pts: bool = False, progress: bool = False, warned: bool = False) -> Iterator[GOPPrimitives]:
+                 seeked: bool = False, after=None, progress: bool = False, warned: bool = False
+                 ) -> Iterator[GOPPrimitives]:
     """Native mode: the file's own I/P frames and vectors. Yields GOPs [first_step, stop_step) as they complete.
     `opened`: (container, stream, packets), closed here. `frame_filter`: a transform of the decoded frames (used
-    by segments that start at a seek point); `index_by_pts`: index frames by the packet scan's timestamps."""
+    by segments that start at a seek point); `seeked`: decoding starts at a seek point (frames are indexed by the
+    packet scan's timestamps, and the packets read are not the whole file's);
+    `after(frames)`: called with the decoded frames left once every step has its frame."""
     src, info, types = plan.src, plan.info, plan.types
     stop_step = len(types) if stop_step is None else stop_step
     container, stream, packets = opened
@@ -239,10 +251,10 @@ def _iter_native(plan: "_Plan", opened, *, first_step: int = 0, stop_step: int |
         _set_decoder_threads(stream, info, "AUTO" if info.reordered is False else "SLICE")
         stream.codec_context.options = {"flags2": "+export_mvs"}
         frames = _decoded_frames(src, packets, stream, max_frames=plan.max_frames, max_pixels=plan.max_pixels,
-                                 progress=bar, warned=warned)
+                                 progress=bar, warned=warned, whole_file=not seeked)
         if frame_filter is not None:
             frames = frame_filter(frames)
-        timed = _timed(frames, info.fps, info.frame_pts if index_by_pts else None)
+        timed = _timed(frames, info.fps, info.frame_pts if seeked else None)
         k_next = first_step  # steps assigned so far: the next step decides whether this frame's vectors are fused
         for idx, t, f, targets in _sampled(timed, _Sampler(plan.times, first_step, stop_step), info.fps):
             ftype = _frame_type(f)
@@ -252,6 +264,8 @@ def _iter_native(plan: "_Plan", opened, *, first_step: int = 0, stop_step: int |
             worker.submit(lambda f=f, ftype=ftype, idx=idx, t=t, tg=targets, a=active: handle(f, ftype, idx, t, tg, a))
             k_next += len(targets)
             yield from _drain(state)
+        if after is not None:
+            after(frames)
         worker.finish()
         if state["steps"] is not None:
             state["steps"].flush()
@@ -401,15 +415,18 @@ def _transcode_targets(times: np.ndarray, types: str, codec_fps: float, num_pack
 
 
 def _iter_transcode(plan: "_Plan", opened, *, first_step: int = 0, stop_step: int | None = None, frame_filter=None,
-                    index_by_pts: bool = False, progress: bool = False, warned: bool = False
+                    seeked: bool = False, after=None, progress: bool = False, warned: bool = False
                     ) -> Iterator[GOPPrimitives]:
     """Transcode mode: re-encode the sampled source in memory and fuse that stream's vectors. Yields GOPs
     [first_step, stop_step) as they complete; arguments as for _iter_native."""
-    src, info, types = plan.src, plan.info, plan.types
+    src, info, types, live = plan.src, plan.info, plan.types, plan.live
     stop_step = len(types) if stop_step is None else stop_step
-    tt, kind, step_target = _transcode_targets(plan.times, types, plan.codec_fps, info.num_packets)
+    if live is None:
+        tt, kind, step_target = _transcode_targets(plan.times, types, plan.codec_fps, info.num_packets)
+    else:  # a live source: the schedule grows with the stream
+        tt, kind = None, live.kind
     rate = Fraction(max(plan.codec_fps, 1.0)).limit_denominator(1001)
-    container, stream, packets = opened
+    container, stream, packets = opened  # stream None: `packets` are decoded frames already
     bar = _progress(progress, info.num_packets, f"codec primitives {_describe(src)}")
     worker = _Worker()
     scale = _Scaler()
@@ -445,22 +462,33 @@ def _iter_transcode(plan: "_Plan", opened, *, first_step: int = 0, stop_step: in
     # Non-reference B-frames are never needed when codec frames are at most half the source rate: the decoder
     # skips them (measured ~40% less decode work on x264 files with B-frames), the rest are still >= codec_fps.
     skipping = bool(info.reordered) and plan.codec_fps * 2 <= info.fps
-    keep = _gop_tail_filter(info, tt)  # I/P: GOP tails after the last sampled frame are not decoded
+    keep = None if live is not None else _gop_tail_filter(info, tt)  # I/P: GOP tails nobody samples stay undecoded
     try:
-        _set_decoder_threads(stream, info, "AUTO")  # pixels only: frame threading is deterministic for them
-        if skipping:
-            stream.codec_context.skip_frame = "NONREF"
-        frames = _decoded_frames(src, packets, stream, max_frames=plan.max_frames, max_pixels=plan.max_pixels,
-                                 progress=bar, warned=warned, skipping=skipping, keep=keep)
+        if stream is not None:
+            _set_decoder_threads(stream, info, "AUTO")  # pixels only: frame threading is deterministic for them
+            if skipping:
+                stream.codec_context.skip_frame = "NONREF"
+            frames = _decoded_frames(src, packets, stream, max_frames=plan.max_frames, max_pixels=plan.max_pixels,
+                                     progress=bar, warned=warned, skipping=skipping, keep=keep,
+                                     whole_file=not seeked and live is None)
+        else:
+            frames = packets
         if frame_filter is not None:
             frames = frame_filter(frames)
-        by_pts = skipping or keep is not None or index_by_pts
+        by_pts = skipping or keep is not None or seeked
         timed = _timed(frames, info.fps, info.frame_pts if by_pts else None)
-        sampler = _Sampler(tt, int(step_target[first_step]), int(step_target[stop_step]))
+        if live is not None:
+            sampler, timed = live, live.started(timed)
+        else:
+            sampler = _Sampler(tt, int(step_target[first_step]), int(step_target[stop_step]))
         for idx, t, f, targets in _sampled(timed, sampler, info.fps):
             if len(targets):
                 worker.submit(lambda f=f, idx=idx, t=t, tg=targets: handle(f, idx, t, tg))
+                if live is not None:
+                    worker.wait_idle()
                 yield from _drain(state)
+        if after is not None:
+            after(frames)
         worker.submit(lambda: state["tc"] is not None and state["tc"].close())
         worker.finish()
         if state["steps"] is not None:
@@ -468,7 +496,8 @@ def _iter_transcode(plan: "_Plan", opened, *, first_step: int = 0, stop_step: in
         yield from _drain(state)
     finally:
         worker.close()
-        container.close()
+        if container is not None:
+            container.close()
         if bar is not None:
             bar.close()
 
@@ -496,6 +525,8 @@ class _Plan:
     max_frames: int | None
     max_pixels: int | None
     src_hw: tuple[int, int] | None = None  # source frame size the sizes derive from (None: the first frame's)
+    live: object = None  # codec_live._LiveSchedule: targets made as the stream grows (then `times` is unused)
+    limits: object = None  # codec_probe.DecodeLimits, enforced on the packets of parallel segments too
 
     def make_steps(self, src_hw, first_frame, mode: str, first_step: int, *, even: bool) -> _Steps:
         hw = _resolve_size(self.size, src_hw[0], src_hw[1], even=even)
@@ -580,13 +611,15 @@ def _make_plan(path, info: VideoInfo, *, fps, gop_size, keyframes_per_gop, mode,
                  max_frames=max_frames, max_pixels=max_pixels)
 
 
-def _sequential(plan: _Plan, reader: _Reader, *, progress: bool, warned: bool) -> Iterator[GOPPrimitives]:
-    """All GOPs of one decode; native mode falls back to transcode when a B-frame appears (from the first GOP not
-    yet yielded: GOPs are self-contained, so the ones already out stay valid)."""
-    done, out_hw = 0, None
+def _sequential(plan: _Plan, reader: _Reader, *, progress: bool, warned: bool, first_step: int = 0,
+                native_hw: tuple[int, int] | None = None) -> Iterator[GOPPrimitives]:
+    """GOPs from `first_step` on, from one decode; native mode falls back to transcode when a B-frame appears (from
+    the first GOP not yet yielded: GOPs are self-contained, so the ones already out stay valid). `native_hw`: the
+    frame size of native GOPs the caller already yielded."""
+    done, out_hw = first_step, native_hw
     if plan.native:
         try:
-            for gop in _iter_native(plan, reader.open(), progress=progress, warned=warned):
+            for gop in _iter_native(plan, reader.open(), first_step=first_step, progress=progress, warned=warned):
                 done = gop.first_step + gop.num_steps
                 out_hw = gop.frame_size
                 yield gop
@@ -594,7 +627,7 @@ def _sequential(plan: _Plan, reader: _Reader, *, progress: bool, warned: bool) -
         except _NeedTranscode as e:
             warnings.warn(f"{_describe(plan.src)}: {e} appeared, transcoding instead of native mode"
                           + (f" from step {done}" if done else ""), UserWarning, stacklevel=3)
-        if done:
+        if out_hw is not None:
             if out_hw[0] % 2 or out_hw[1] % 2:
                 raise UnsupportedVideoError(plan.src, f"a B-frame appeared after {done} native steps, and their frame "
                                                       f"size {out_hw} cannot be encoded; use mode='transcode'")

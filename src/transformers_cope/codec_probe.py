@@ -166,6 +166,13 @@ def _open(src, max_pixels: int | None = None, *, allow_network: bool = False):
     try:
         container = av.open(target, mode="r", metadata_errors="replace", container_options=options,
                             options=stream_options)
+        if stream_options and not _declared_area(container):
+            # The probe's decoder refused the size and left it unknown (MPEG-2 does so): probe again without the
+            # option to read the declared size from the header, so it is refused below, by name, before decoding.
+            container.close()
+            if isinstance(target, io.BytesIO):
+                target.seek(0)
+            container = av.open(target, mode="r", metadata_errors="replace", container_options=options)
     except (av.error.FileNotFoundError, av.error.PermissionError, av.error.IsADirectoryError):
         raise
     except av.error.FFmpegError as e:
@@ -207,6 +214,14 @@ def _ffmpeg_max_pixels(max_pixels: int) -> str:
     """FFmpeg's `max_pixels` option for a cap: FFmpeg counts the stride-aligned width, so it gets twice the cap (a
     memory backstop); the exact cap is checked on every decoded size change."""
     return str(min(2 * int(max_pixels) + 2**16, _INT_MAX))
+
+
+def _declared_area(container) -> int:
+    video = container.streams.video
+    if not video or video[0].codec_context is None:
+        return 1  # nothing to learn from a second probe
+    cc = video[0].codec_context
+    return int(cc.width or 0) * int(cc.height or 0)
 
 
 def _check_pixels(src, width: int, height: int, max_pixels: int | None, where: str) -> None:

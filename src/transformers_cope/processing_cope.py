@@ -166,6 +166,12 @@ class CoPEVideoLMProcessor(ProcessorMixin):
             texts = [text] if isinstance(text, str) else text
             if not all(isinstance(sample, str) for sample in texts):
                 raise ValueError("`text` must be a string or a list of strings.")
+            # Only the processor writes the expansion tokens: typed by a user they would shift every placeholder
+            # after them and fail later inside generate (issue 16, D10).
+            for token in (self.delta_token, self.delta_end_token, self.frame_newline_token):
+                if any(token in sample for sample in texts):
+                    raise ValueError(f"The text contains {token}, a token only the processor inserts (when it "
+                                     f"expands a video); remove it from the text.")
             n_text = sum(sample.count(self.video_token) for sample in texts)
             n_videos = len(flatten_videos(videos)) if videos is not None else 0
             if n_text != n_videos:

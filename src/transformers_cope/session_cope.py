@@ -91,14 +91,21 @@ class _Chunk:
     frames: object = None
 
 
-def iter_video_gops(path, gop_size: int, **codec_kwargs) -> Iterator:
-    """GOPs of a video file: the codec layer's streaming iterator (`codec.iter_primitives`) when this install has it,
-    else `extract_primitives` cut into GOPs (the same arrays, all extracted before the first GOP is yielded)."""
+def iter_video_gops(path, gop_size: int, *, live: bool = False, **codec_kwargs) -> Iterator:
+    """GOPs of a video file: the codec layer's streaming iterator (`codec.iter_primitives`; with `live=True`
+    `codec.iter_live_primitives`, which follows a file that is still being written) when this install has it, else
+    `extract_primitives` cut into GOPs (the same arrays, all extracted before the first GOP is yielded). Options the
+    chosen reader does not take (e.g. `max_steps` for a live source, `num_workers` for an old codec layer) are
+    dropped."""
     from . import codec
 
-    iterate = getattr(codec, "iter_primitives", None)
+    iterate = getattr(codec, "iter_live_primitives" if live else "iter_primitives", None)
+    if iterate is None and live:
+        raise ValueError("this codec layer cannot follow a growing file (no codec.iter_live_primitives)")
     if iterate is not None:
-        return iterate(path, gop_size=gop_size, **codec_kwargs)
+        accepted = inspect.signature(iterate).parameters
+        return iterate(path, gop_size=gop_size, **{k: v for k, v in codec_kwargs.items() if k in accepted})
+    codec_kwargs.pop("num_workers", None)
     return iter(split_gops(extract_primitives(path, gop_size=gop_size, **codec_kwargs), gop_size))
 
 
@@ -215,7 +222,6 @@ class CoPEVideoSession:
         self._lm_cache_kwarg = _cache_kwarg(self._lm)
         self._gen_cache_kwarg = _generate_cache_kwarg()
         self._lock = threading.RLock()
-        tokenizer = processor.tokenizer
         prefix_text, _ = self._split_prompt("?")
         self._prefix_text = prefix_text
         self._prefix_ids = self._tokenize(prefix_text, add_special_tokens=True)
@@ -362,15 +368,25 @@ class CoPEVideoSession:
         if self._stale:
             self._cache = DynamicCache()  # rebuilt at the next question (see _refresh); frees the old one now
 
-    def ingest(self, video, *, progress: bool = False, progress_desc: str | None = None,
-               prefetch: int = 2) -> "CoPEVideoSession":
+    def ingest(self, video, *, progress: bool = False, progress_desc: str | None = None, prefetch: int = 2,
+               live: bool = False, num_workers: int | None = None, **live_kwargs) -> "CoPEVideoSession":
         """Ingest a video GOP by GOP: a file path (streamed by the codec layer), one `CodecPrimitives` (cut into
         GOPs), or any iterable of per-GOP primitives (e.g. `codec.iter_primitives(...)` or a live source).
 
         prefetch: GOPs a producer thread extracts ahead while this thread prefills (extraction overlapped with the
             model; PyAV and torch release the GIL in their kernels). 0 extracts in this thread.
+        live: the path is a file still being written: follow it (`codec.iter_live_primitives`; `live_kwargs` such
+            as `finished=` or `idle_timeout=` go there) until it is finished.
+        num_workers: processes extracting segments of a (complete) file in parallel (`iter_primitives`).
         progress: a tqdm bar on stderr. Returns the session."""
-        gops = self._gop_source(video)
+        if isinstance(video, (str, os.PathLike)):
+            gops = iter_video_gops(os.fspath(video), self.gop_size, live=live, num_workers=num_workers,
+                                   **self.codec_kwargs(), **live_kwargs)
+        elif live or live_kwargs:
+            raise ValueError("live=True follows a file path; pass other live sources through "
+                             "codec.iter_live_primitives(...) yourself")
+        else:
+            gops = self._gop_source(video)
         if prefetch > 0 and not isinstance(gops, (list, tuple)):
             gops = _Prefetched(gops, prefetch)
         bar = None
@@ -401,8 +417,6 @@ class CoPEVideoSession:
         return kwargs
 
     def _gop_source(self, video):
-        if isinstance(video, (str, os.PathLike)):
-            return iter_video_gops(os.fspath(video), self.gop_size, **self.codec_kwargs())
         if _is_primitives(video):
             return split_gops(video, self.gop_size)
         if isinstance(video, Iterable):

@@ -24,6 +24,7 @@ from transformers.processing_utils import Unpack, VideosKwargs
 from transformers.video_processing_utils import BaseVideoProcessor
 
 from .codec import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS, extract_primitives
+from .errors import check_number
 
 _CAPS = ("max_steps", "max_pixels", "max_frames")  # None means "no cap" here, not "class default"
 
@@ -333,8 +334,24 @@ class CoPEVideoProcessor(BaseVideoProcessor):
         options["return_tensors"] = kwargs.get("return_tensors")
         return options
 
+    @staticmethod
+    def _check_knobs(options: dict) -> None:
+        """Numeric knobs finite and in range, one-line ValueError (issue 16, D8): residual_std=0 or
+        mv_normalizer=0 used to give inf/NaN features silently, NaN/inf an OverflowError from int()."""
+        positive = ("fps", "codec_fps", "mv_normalizer", "mv_clip", "residual_std")
+        for name in positive:
+            check_number(name, options[name], low=0, high=1e6, low_open=True)
+        check_number("frames_fps", options.get("frames_fps"), low=0, high=1e6, low_open=True, optional=True)
+        check_number("residual_scale", options["residual_scale"], low=0, high=1, low_open=True)
+        check_number("compression_threshold", options["compression_threshold"], low=0)
+        for name in ("gop_size", "keyframes_per_gop", "codec_size", "mv_block", "patch_size", "pooling"):
+            check_number(name, options[name], low=1, high=10**6, integer=True)
+        for name in ("max_steps", "max_pixels", "max_frames", "num_frames"):
+            check_number(name, options.get(name), low=1, integer=True, optional=True)
+
     def preprocess(self, videos, **kwargs: Unpack[CoPEVideoProcessorInitKwargs]) -> BatchFeature:
         options = self._options(kwargs)
+        self._check_knobs(options)
         for name in ("do_center_crop", "do_pad"):
             if options.get(name):
                 raise ValueError(f"CoPEVideoProcessor does not support {name}=True.")
