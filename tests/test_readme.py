@@ -50,8 +50,9 @@ def _env(tmp_path: Path) -> dict:
             "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
 
 
-def _run(argv: list[str], tmp_path: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    done = subprocess.run(argv, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=timeout)
+def _run(argv: list[str], tmp_path: Path, timeout: int = 600, stdin: str = "") -> subprocess.CompletedProcess:
+    done = subprocess.run(argv, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=timeout,
+                          input=stdin)
     assert done.returncode == 0, f"{shlex.join(argv)} exited {done.returncode}:\n{done.stderr[-3000:]}"
     return done
 
@@ -112,7 +113,9 @@ def test_cli_lines_run(media_dir, tmp_path):
            for line in command_lines(code) if line.startswith("cope-videolm ")]
     assert {line.split()[1] for line in cli} >= {"demo", "ask", "inspect"}
     for line in cli:
-        done = _run(_as_argv(line, clip), tmp_path)
+        # `chat` reads its questions from stdin, one per line
+        stdin = "How does the camera move?\n" if line.split()[1] == "chat" else ""
+        done = _run(_as_argv(line, clip), tmp_path, stdin=stdin)
         assert done.stdout.strip(), line
     assert (tmp_path / "step3.png").is_file()
 
