@@ -13,11 +13,12 @@ the best affine shrink of the reference tokens (fitted on the training split). O
 than the seed spread shows that the Δ-encoder carries information.
 
 Defaults chosen so that the Δ-encoder's contribution is measurable (see the README's training table):
-  - more motion: a camera pan of up to 4 px per frame and an object of up to 6 px per frame at 5 fps (20-30 px per
-    1 s step on 64 px frames), so copying the previous frame is a poor guess and the motion is worth knowing;
+  - more data with motion in every clip: 96 training videos (672 Δ steps), each with a camera pan (up to 2 px per
+    frame) and an object moving on its own (up to 3 px per frame): 10-15 px per 1 s step, inside x264's motion
+    search range (larger steps gave the codec nothing to find and Δ nothing to add);
   - small auxiliary transformers (1 layer, width 32 = the vision width): less capacity to fit the reference alone;
-  - early stopping on a validation split (other videos): every variant stops at its own best step, so none is
-    compared past its overfitting point.
+  - tower tokens computed once (the tower is frozen), and early stopping on a validation split (other videos):
+    every variant stops at its own best step, so none is compared past its overfitting point.
 The saved model is the "with Δ" run of the first seed (aligned Δ-encoder, no auxiliary parts).
 """
 

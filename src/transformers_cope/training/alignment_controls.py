@@ -73,7 +73,8 @@ def with_vision_tokens(aligner: CoPEDeltaAligner, dataset, *, batch_size: int = 
         refs = aligner.vision_tokens(batch["pixel_values_reference"])
         targets = aligner.vision_tokens(batch["pixel_values_target"])
         for j, item in enumerate(items):
-            out.append({"delta_motion_vectors": item["delta_motion_vectors"], "delta_residuals": item["delta_residuals"],
+            out.append({"delta_motion_vectors": item["delta_motion_vectors"],
+                        "delta_residuals": item["delta_residuals"],
                         "reference_tokens": refs[j], "target_tokens": targets[j]})
     return out
 

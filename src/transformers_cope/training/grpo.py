@@ -3,8 +3,8 @@
 Why a subclass: TRL 1.16's `GRPOTrainer` handles image VLMs only. With video prompts its generation sees the video
 (through `apply_chat_template`), but its log-prob passes (old / reference / policy) are built from a fixed list of
 image keywords, so the policy gradient would be computed without the video, silently (the model, like upstream
-VLMs, reads placeholders without video inputs as plain tokens). `CoPEGRPOTrainer` overrides four private methods of TRL 1.16
-(pinned `trl>=1.16,<1.17`; `tests/test_grpo.py` checks their signatures and behaviour):
+VLMs, reads placeholders without video inputs as plain tokens). `CoPEGRPOTrainer` overrides four private methods of
+TRL 1.16 (pinned `trl>=1.16,<1.17`; `tests/test_grpo.py` checks their signatures and behaviour):
 
 - `_tokenize_prompts`: renders each prompt, decodes each video once (an LRU cache of `CodecPrimitives` per path:
   a prompt is repeated `num_generations` times per step) and keeps each row's video tensors;
