@@ -37,6 +37,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
+from _gpu import (  # noqa: E402
+    attention_report,
+    count_host_syncs,
+    fmt_ms,
+    pick_attention,
+    profile_call,
+    to_device,
+    visual_token_mask,
+)
 from _common import (  # noqa: E402
     default_workdir,
     fmt_s,
@@ -53,6 +62,7 @@ LAYOUTS = (8, 4, 2, 1)  # keyframes per 8-step GOP; 8 = dense baseline
 PAPER_TTFT = {8: 2.39, 4: 0.90, 2: 0.51, 1: 0.33}  # s, RTX 4090, 64 s clip at 1 fps (paper)
 PAPER_E2E = {8: 3.78, 4: 2.28, 2: 1.71, 1: 1.66}  # s, 64 new tokens
 PROMPT = "Which direction does the sprite move?"
+FLOAT_INPUTS = ("pixel_values_videos", "delta_motion_vectors", "delta_residuals")
 
 # CPU config: the paper's token geometry, small widths (vision 64 x 2 layers, Δ-encoder 32 x 1 layer, LLM 128 x 2
 # layers with Qwen2-7B's 7:1 query:key-value head ratio kept as 2:1). On 2 cores the 13,440-token dense prefill takes
@@ -164,10 +174,14 @@ class ComponentTimer:
             handle.remove()
 
 
+def visual_token_ids(processor) -> list[int]:
+    return [processor.video_token_id, processor.frame_newline_token_id, processor.delta_token_id,
+            processor.delta_end_token_id]
+
+
 def visual_token_count(input_ids: torch.Tensor, processor) -> int:
-    ids = torch.tensor([processor.video_token_id, processor.frame_newline_token_id, processor.delta_token_id,
-                        processor.delta_end_token_id])
-    return int(torch.isin(input_ids, ids).sum())
+    """Visual placeholders in `input_ids` (on whatever device they are; read back to the host for the report)."""
+    return int(visual_token_mask(input_ids, visual_token_ids(processor)).sum())
 
 
 def slice_primitives(prim, steps: int):
@@ -178,6 +192,58 @@ def slice_primitives(prim, steps: int):
         prim, frame_types=types, keyframes=prim.keyframes[:n_i], motion_vectors=prim.motion_vectors[:n_p],
         intra_masks=prim.intra_masks[:n_p], residuals=prim.residuals[:n_p], timestamps=prim.timestamps[:steps],
         frame_indices=prim.frame_indices[:steps], frames=None if prim.frames is None else prim.frames[:steps])
+
+
+# ------------------------------------------------------------------------------------------------------ inputs
+
+
+def default_video(size: str, workdir: Path | None) -> Path:
+    """The generated clip: 64 s at 224 px (8 s at 64 px for the tiny model), cached in `workdir`."""
+    workdir = workdir or default_workdir()
+    if size == "tiny":
+        return generated_clip(workdir, seconds=8, fps=4, height=64, width=64, name="ttft_quick")
+    return generated_clip(workdir, seconds=64, fps=10, height=224, width=224, name="ttft")
+
+
+def layout_batches(processor, video: Path, layout_keys, short_clip: int = 0):
+    """`{name: (keyframes per GOP, primitives, processor batch)}` for each layout, and the preprocessing time of each
+    (decode + codec primitives + processor; NOT part of TTFT)."""
+    from transformers_cope.codec import extract_primitives
+
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": PROMPT}]}]
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+    vp = processor.video_processor
+    layouts, prep_times = {}, {}
+    for k in layout_keys:
+        start = time.perf_counter()
+        prim = extract_primitives(video, fps=vp.fps, gop_size=GOP, keyframes_per_gop=k, mode=vp.codec_mode,
+                                  size=(vp.codec_size, vp.codec_size), mv_block=vp.mv_block,
+                                  residual_scale=vp.residual_scale, max_steps=64)
+        batch = processor(text=prompt, videos=[prim], return_tensors="pt")
+        prep_times[k] = time.perf_counter() - start
+        layouts[f"{k}/{GOP}"] = (k, prim, batch)
+        if k == 1 and short_clip and short_clip < prim.num_steps:
+            short = slice_primitives(prim, short_clip)
+            layouts[f"1/{GOP}, first {short_clip} s of the clip"] = (
+                k, short, processor(text=prompt, videos=[short], return_tensors="pt"))
+    return layouts, prep_times
+
+
+def model_inputs(batch, device: str, dtype: torch.dtype) -> dict:
+    """A processor batch as model inputs on `device` (video tensors in the model's dtype)."""
+    tensors = {key: value for key, value in batch.items() if isinstance(value, torch.Tensor)}
+    tensors["video_frame_types"] = batch["video_frame_types"]
+    return to_device(tensors, device, dtype, FLOAT_INPUTS)
+
+
+def one_kf_setup(size: str, device: str, dtype: torch.dtype, attn: str, workdir: Path | None = None):
+    """(model, 1 KF/GOP inputs, description) for the benchmarks that need one realistic prefill (bench_decode)."""
+    processor = build_processor(size)
+    model = build_model(build_config(size, processor.tokenizer), device, dtype, pick_attention(attn, device)[0])
+    layouts, _ = layout_batches(processor, default_video(size, workdir), (1,))
+    k, prim, batch = layouts[f"1/{GOP}"]
+    context = f"1 KF/GOP, {prim.num_steps} steps, {batch['input_ids'].shape[1]:,} prompt tokens"
+    return model, model_inputs(batch, device, dtype), context
 
 
 # ------------------------------------------------------------------------------------------------------ accounting
@@ -231,7 +297,30 @@ def parse_args(argv=None):
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda for --size paper, else cpu)")
     ap.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
                     help="default: float32 on CPU, bfloat16 on GPU")
-    ap.add_argument("--attn", default="sdpa", help="attention implementation: sdpa, eager, flash_attention_2, ...")
+    ap.add_argument("--attn", default="sdpa",
+                    help="attention implementation: sdpa, eager, flash_attention_2, kernels-community/flash-attn2, or "
+                         "auto (flash_attention_2 where flash_attn is installed on a GPU, else sdpa); one that cannot "
+                         "run here falls back to sdpa and the report says so")
+    ap.add_argument("--profile", action="store_true",
+                    help="after timing, profile one prefill of the dense and the 1 KF/GOP layout (torch.profiler): "
+                         "kernel launches (aten ops on CPU), host vs device time, host syncs (CUDA), attention kernels")
+    ap.add_argument("--compile-encoders", action="store_true",
+                    help="torch.compile the vision tower and the Δ-encoder (model.model.compile_encoders; static shapes "
+                         "per layout, so each layout compiles once in the warm-up)")
+    ap.add_argument("--compile-mode", default=None, help="torch.compile mode for --compile-encoders (e.g. "
+                    "max-autotune-no-cudagraphs; default: torch's)")
+    ap.add_argument("--compile-backend", default="inductor", help="torch.compile backend for --compile-encoders")
+    ap.add_argument("--layouts", default=None,
+                    help="comma-separated keyframes per GOP to time (default 8,4,2,1; 8 = dense, always included)")
+    ap.add_argument("--llava-ov", action="store_true",
+                    help="also time Transformers' LlavaOnevisionForConditionalGeneration of the same size on the dense "
+                         "layout's frames, interleaved with CoPE's dense and 1 KF/GOP prefill (same process)")
+    ap.add_argument("--no-e2e", action="store_true", help="time the prefill only (no generate rounds)")
+    ap.add_argument("--decode", action="store_true",
+                    help="also measure decode ms/token (eager / static cache / compiled) after the 1 KF/GOP prefill "
+                         "(bench_decode.py)")
+    ap.add_argument("--decode-compile-backend", default="inductor",
+                    help="torch.compile backend of the compiled decode ('eager': graph capture only, for dry runs)")
     ap.add_argument("--video", type=Path, default=None, help="video file (default: a generated 64 s clip)")
     ap.add_argument("--workdir", type=Path, default=None, help="where the generated clip is cached")
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per layout (median reported)")
@@ -268,14 +357,22 @@ def main(argv=None) -> int:
 
     from transformers_cope.configuration_cope import count_video_tokens
 
-    print(f"# bench_ttft: size={size} device={device} dtype={str(dtype).replace('torch.', '')} attn={args.attn}")
+    attn, attn_why = pick_attention(args.attn, device)
+    layout_keys = LAYOUTS if not args.layouts else tuple(sorted({GOP, *map(int, args.layouts.split(","))}, reverse=True))
+    if 1 not in layout_keys:
+        print("error: --layouts must include 1 (the 1 KF/GOP row is what the checks compare)", file=sys.stderr)
+        return 2
+    print(f"# bench_ttft: size={size} device={device} dtype={str(dtype).replace('torch.', '')} attn={attn}"
+          + (" compile-encoders" if args.compile_encoders else ""))
     for line in machine_info(device):
         print(line)
 
     processor = build_processor(size)
     config = build_config(size, processor.tokenizer)
-    model = build_model(config, device, dtype, args.attn)
+    model = build_model(config, device, dtype, attn)
     inner = model.model
+    if args.compile_encoders:
+        inner.compile_encoders(backend=args.compile_backend, mode=args.compile_mode)
     print(f"model: vision {count_params(inner.vision_tower) / 1e6:.2f} M params "
           f"({config.vision_config.hidden_size} wide x {config.vision_config.num_hidden_layers} layers, "
           f"{config.vision_config.image_size} px / patch {config.vision_config.patch_size}), "
@@ -286,49 +383,21 @@ def main(argv=None) -> int:
           f"{count_video_tokens('I', config)['total_tokens']}, per Δ step {count_video_tokens('P', config)['total_tokens']}")
 
     # ---- the video and the model inputs of every layout (preprocessing: timed once, NOT part of TTFT)
-    workdir = args.workdir or default_workdir()
-    if args.video is not None:
-        video = args.video
-    elif size == "tiny":
-        video = generated_clip(workdir, seconds=8, fps=4, height=64, width=64, name="ttft_quick")
-    else:
-        video = generated_clip(workdir, seconds=64, fps=10, height=224, width=224, name="ttft")
+    video = args.video if args.video is not None else default_video(size, args.workdir)
     print(f"video: {video}")
-    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": PROMPT}]}]
-    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
     vp = processor.video_processor
-
-    from transformers_cope.codec import extract_primitives
-
-    inputs, prep_times, layouts = {}, {}, {}
-    for k in LAYOUTS:
-        start = time.perf_counter()
-        prim = extract_primitives(video, fps=vp.fps, gop_size=GOP, keyframes_per_gop=k, mode=vp.codec_mode,
-                                  size=(vp.codec_size, vp.codec_size), mv_block=vp.mv_block,
-                                  residual_scale=vp.residual_scale, max_steps=64)
-        batch = processor(text=prompt, videos=[prim], return_tensors="pt")
-        prep_times[k] = time.perf_counter() - start
-        layouts[f"{k}/{GOP}"] = (k, prim, batch)
-        if k == 1 and args.short_clip and args.short_clip < prim.num_steps:
-            short = slice_primitives(prim, args.short_clip)
-            layouts[f"1/{GOP}, first {args.short_clip} s of the clip"] = (k, short, processor(text=prompt, videos=[short],
-                                                                                 return_tensors="pt"))
-    for name, (k, prim, batch) in layouts.items():
-        tensors = {key: value.to(device) for key, value in batch.items() if isinstance(value, torch.Tensor)}
-        for key in ("pixel_values_videos", "delta_motion_vectors", "delta_residuals"):
-            if key in tensors:
-                tensors[key] = tensors[key].to(dtype)
-        tensors["video_frame_types"] = batch["video_frame_types"]
-        inputs[name] = tensors
-    first = layouts[f"{LAYOUTS[0]}/{GOP}"][1]
+    layouts, prep_times = layout_batches(processor, video, layout_keys, args.short_clip)
+    inputs = {name: model_inputs(batch, device, dtype) for name, (k, prim, batch) in layouts.items()}
+    first = layouts[f"{GOP}/{GOP}"][1]
     print(f"steps: {first.num_steps} at {vp.fps:g} fps ({first.duration:.1f} s source, codec {first.frame_size[0]}x"
           f"{first.frame_size[1]}, mode {first.mode}); preprocessing per layout (decode + codec primitives + processor; "
           "NOT part of TTFT, see bench_preprocess.py): "
           + ", ".join(f"{k}/{GOP} KF {fmt_s(t)}" for k, t in prep_times.items()))
 
     # ---- timing
-    timer = ComponentTimer({"vision": inner.vision_tower, "delta": inner.delta_encoder,
-                            "llm": inner.language_model, "head": model.lm_head}, device)
+    # compiled encoders run inside a compiled region, where timing hooks would break the graph: time the LLM only
+    timed = {} if args.compile_encoders else {"vision": inner.vision_tower, "delta": inner.delta_encoder}
+    timer = ComponentTimer({**timed, "llm": inner.language_model, "head": model.lm_head}, device)
     components: dict[str, list[dict[str, float]]] = {name: [] for name in inputs}
 
     def prefill(name):
@@ -350,10 +419,12 @@ def main(argv=None) -> int:
 
     sync = (lambda: synchronize(device)) if device.startswith("cuda") else None
     # prefill and generate of every layout in the same rounds, so that they see the same machine load
-    jobs = {**{("prefill", n): prefill(n) for n in inputs}, **{("e2e", n): generate(n) for n in inputs}}
+    jobs = {("prefill", n): prefill(n) for n in inputs}
+    if not args.no_e2e:
+        jobs.update({("e2e", n): generate(n) for n in inputs})
     times = interleaved_runs(jobs, repeats, warmup, sync, "prefill + generate")
     t_prefill = {n: times[("prefill", n)] for n in inputs}
-    t_e2e = {n: times[("e2e", n)] for n in inputs}
+    t_e2e = {n: times.get(("e2e", n), []) for n in inputs}
     timer.remove()
     for name in components:  # drop the warm-up rounds' component timings
         components[name] = components[name][-repeats:]
@@ -369,14 +440,15 @@ def main(argv=None) -> int:
         tokens = visual_token_count(inputs[name]["input_ids"], processor)
         expected = count_video_tokens(prim.frame_types, config)["total_tokens"]
         assert tokens == expected, f"{name}: {tokens} visual tokens in input_ids, count_video_tokens says {expected}"
-        comp = {key: median([c[key] for c in components[name]]) for key in ("vision", "delta", "llm", "head")}
+        comp = {key: median([c.get(key, float("nan")) for c in components[name]])
+                for key in ("vision", "delta", "llm", "head")}
         ttft, e2e = median(t_prefill[name]), median(t_e2e[name])
         label = "dense (every step a keyframe)" if name == dense_name else name
         rows.append([
             label, f"{prim.frame_types.count('I')} + {prim.frame_types.count('P')}", f"{tokens:,}",
             f"{100 * tokens / dense_tokens:.1f}%", fmt_s(comp["vision"]), fmt_s(comp["delta"]),
             fmt_s(comp["llm"] + comp["head"]), fmt_s(ttft), f"{ttft / dense_ttft:.3f}", fmt_s(e2e),
-            f"{e2e / dense_e2e:.3f}",
+            "n/a" if e2e != e2e else f"{e2e / dense_e2e:.3f}",
         ])
     print()
     print(f"## TTFT and end-to-end latency ({new_tokens} new tokens), median of {repeats} runs after "
@@ -420,8 +492,88 @@ def main(argv=None) -> int:
     where = "GPU" if device.startswith("cuda") else "CPU"
     print(f"{where} prefill (TTFT) ratio at 1 KF/GOP vs dense: {ratio_one:.3f} (target <= 0.2; paper's GPU TTFT ratio "
           f"0.14): {verdict if size != 'tiny' else 'n/a in --quick'}")
+    kernel_names = None
+    if args.profile:
+        kernel_names = print_profile(model, inputs, [dense_name, one], device)
+    if args.llava_ov:
+        print_llava_side_by_side(model, inputs, processor, dense_name, one, layouts[dense_name][1].num_steps,
+                                 device, dtype, attn, repeats, warmup)
+    if args.decode:
+        from bench_decode import measure_decode, print_decode
+
+        decode_rows, _ = measure_decode(model, inputs[one], device, max(new_tokens, 2), repeats,
+                                        compile_backend=args.decode_compile_backend)
+        print_decode(decode_rows, max(new_tokens, 2), repeats,
+                     f"the 1 KF/GOP layout ({inputs[one]['input_ids'].shape[1]:,} prompt tokens)")
+    print(attention_report(model, args.attn, attn_why, kernel_names))
     print(f"load average at end: {__import__('_common').load_average()}")
     return 0
+
+
+def print_llava_side_by_side(model, inputs: dict, processor, dense_name: str, one: str, num_frames: int, device: str,
+                             dtype: torch.dtype, attn: str, repeats: int, warmup: int) -> None:
+    """TTFT of Transformers' LLaVA-OneVision (same vision tower + LLM, `num_frames` RGB frames) interleaved with
+    CoPE's dense and 1 KF/GOP prefill, all in this process."""
+    from _llava_ov import build_llava_ov, llava_inputs
+
+    llava = build_llava_ov(model.config, device, dtype, attn)
+    prompt_ids = inputs[dense_name]["input_ids"][0].tolist()  # host-side setup, not timed
+    llava_in = llava_inputs(llava, prompt_ids, set(visual_token_ids(processor)), num_frames, device, dtype)
+
+    def first_token(m, kwargs):
+        def run():
+            with torch.inference_mode():
+                m(**kwargs, use_cache=True, logits_to_keep=1).logits[:, -1].argmax(-1).tolist()
+        return run
+
+    jobs = {"llava": first_token(llava, llava_in), "dense": first_token(model, inputs[dense_name]),
+            "one": first_token(model, inputs[one])}
+    sync = (lambda: synchronize(device)) if device.startswith("cuda") else None
+    times = interleaved_runs(jobs, repeats, warmup, sync, "LLaVA-OneVision side by side")
+    ref = median(times["llava"])
+    llava_tokens = int((llava_in["input_ids"] == llava.config.video_token_id).sum())
+    rows = [
+        [f"Transformers LlavaOnevisionForConditionalGeneration ({num_frames} frames)", f"{llava_tokens:,}",
+         fmt_s(ref), "1.000"],
+        [f"CoPE dense ({num_frames} keyframes)", f"{visual_token_count(inputs[dense_name]['input_ids'], processor):,}",
+         fmt_s(median(times['dense'])), f"{median(times['dense']) / ref:.3f}"],
+        [f"CoPE {one} KF/GOP", f"{visual_token_count(inputs[one]['input_ids'], processor):,}",
+         fmt_s(median(times['one'])), f"{median(times['one']) / ref:.3f}"],
+    ]
+    print()
+    print(f"## Side by side: Transformers' LLaVA-OneVision of the same size (median of {repeats}, interleaved)")
+    print(table(["model (same vision tower + LLM, random weights)", "visual tokens", "TTFT", "vs LLaVA-OneVision"],
+                rows))
+    print(f"LLaVA-OneVision: vision_feature_layer -1, 'full' features, 2x2 bilinear pooling, one newline per video; "
+          f"attention {llava.config.text_config._attn_implementation}. CoPE rows: the same prefill as the table above.")
+    del llava
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+
+
+def print_profile(model, inputs: dict, names: list[str], device: str) -> list[str]:
+    """One profiled prefill per named layout (after the timed runs, without the component hooks): launches, host
+    and device time, host syncs. Returns the device kernel (or aten op) names seen, for the attention report."""
+    rows, seen = [], []
+    for name in names:
+        def run(name=name):
+            with torch.inference_mode():
+                model(**inputs[name], use_cache=True, logits_to_keep=1)
+
+        run()  # warm: allocator and lazy inits outside the profile
+        prof = profile_call(run, device)
+        syncs = count_host_syncs(run, device)
+        seen += prof["kernel_names"]
+        rows.append([name if name != f"{GOP}/{GOP}" else "dense", f"{prof['launches']:,}", fmt_ms(prof["host_ms"]),
+                     fmt_ms(prof["device_ms"]), fmt_ms(prof["wall_ms"]), "n/a (CPU)" if syncs is None else str(syncs)])
+    what = "kernel launches (device kernels + copies)" if device.startswith("cuda") else "aten op calls (CPU)"
+    print()
+    print("## Profile of one prefill forward (torch.profiler, after the timed runs)")
+    print(table(["layout", what, "host time (issue)", "device time (sum of kernels)", "wall (profiled)",
+                 "host syncs"], rows))
+    print("Launch-bound when host time >= device time: the GPU waits for Python. Host syncs are counted with "
+          "torch.cuda.set_sync_debug_mode (the forward itself; the first token's read-back is not in it).")
+    return seen
 
 
 if __name__ == "__main__":

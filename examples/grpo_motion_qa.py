@@ -28,13 +28,17 @@ from pathlib import Path
 import torch
 from transformers import set_seed
 
-from transformers_cope import CoPEVideoLMForConditionalGeneration, CoPEVideoLMProcessor
-from transformers_cope.data.order_qa import ORDER_TASKS, OrderMotionQA
-from transformers_cope.data.shifted_qa import ShiftedMotionQA
-from transformers_cope.data.synthetic_qa import TASKS, SyntheticMotionQA, to_messages
-from transformers_cope.training.grpo import CoPEGRPOConfig, CoPEGRPOTrainer, make_grpo_dataset
-from transformers_cope.training.policy_eval import evaluate_policy
-from transformers_cope.training.rewards import DEFAULT_REWARD_WEIGHTS, CombinedReward
+from transformers_cope.extras import require_extra
+
+require_extra("train", "trl", "datasets", "evaluate")  # one line, before anything runs, if the [train] extra is missing
+
+from transformers_cope import CoPEVideoLMForConditionalGeneration, CoPEVideoLMProcessor  # noqa: E402
+from transformers_cope.data.order_qa import ORDER_TASKS, OrderMotionQA  # noqa: E402
+from transformers_cope.data.shifted_qa import ShiftedMotionQA  # noqa: E402
+from transformers_cope.data.synthetic_qa import TASKS, SyntheticMotionQA, to_messages  # noqa: E402
+from transformers_cope.training.grpo import CoPEGRPOConfig, CoPEGRPOTrainer, make_grpo_dataset  # noqa: E402
+from transformers_cope.training.policy_eval import evaluate_policy  # noqa: E402
+from transformers_cope.training.rewards import DEFAULT_REWARD_WEIGHTS, CombinedReward  # noqa: E402
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "src" / "transformers_cope" / "default_model"
 

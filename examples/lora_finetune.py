@@ -73,6 +73,9 @@ def load_base(path):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    from transformers_cope.extras import require_extra
+
+    require_extra("train", "peft", "evaluate", "datasets")  # up front: one line if the [train] extra is missing
     if args.threads:
         torch.set_num_threads(args.threads)
     from transformers import set_seed

@@ -18,6 +18,13 @@ from transformers_cope.data import generate_motion_qa
 from transformers_cope.data.synthetic_qa import format_prompt
 
 
+def asked(record: dict) -> str:
+    """The question with its lettered options, if any ("... [A. left / B. right / ...]"): a letter answer means
+    nothing without them."""
+    options = record.get("options")
+    return record["question"] + (f" [{' / '.join(options)}]" if options else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="checkpoint folder or Hub id (default: the embedded model)")
@@ -34,12 +41,12 @@ def main() -> None:
 
         # one video
         first = records[0]
-        print(first["question"], "->", vqa(first["video"], question=format_prompt(first)), "| truth:", first["answer"])
+        print(asked(first), "->", vqa(first["video"], question=format_prompt(first)), "| truth:", first["answer"])
 
         # a batch: a list of {"video", "question"} dicts, two videos per generate call
         inputs = [{"video": r["video"], "question": format_prompt(r)} for r in records]
         for record, result in zip(records, vqa(inputs, batch_size=2)):
-            print(f"{record['task']:>10}: {result[0]['answer']!r:10} truth {record['answer']!r}")
+            print(f"{asked(record)}: {result[0]['answer']!r} truth {record['answer']!r}")
 
         # self-consistency: 5 sampled answers, majority vote
         voted = vqa(first["video"], question=format_prompt(first), self_consistency=5, temperature=0.7,

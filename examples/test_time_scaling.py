@@ -24,6 +24,9 @@ from pathlib import Path
 import torch
 from transformers import set_seed
 
+from transformers_cope.extras import require_extra
+
+require_extra("train", "trl", "datasets", "evaluate")  # one line, before anything runs, if the [train] extra is missing
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # reuse the GRPO example's data and warm start
 
 from grpo_motion_qa import DEFAULT_MODEL_DIR, build_data, load_processor, sft_warm_start  # noqa: E402

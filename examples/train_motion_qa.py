@@ -125,6 +125,11 @@ def motion_qa_split(args, split: str, num_samples: int, tasks: list[str]) -> lis
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    from transformers_cope.extras import require_extra
+
+    # up front, not after minutes of training: evaluate/datasets score the held-out split, TRL and PEFT on request
+    require_extra("train", "evaluate", "datasets", *(["trl"] if args.use_trl else []),
+                  *(["peft"] if args.freeze == "lora" else []))
     args.freeze = args.freeze or ("paper" if args.model else "full")
     if args.threads:
         torch.set_num_threads(args.threads)

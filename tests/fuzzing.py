@@ -178,12 +178,16 @@ def _worker_main(config: dict) -> None:
     from transformers_cope.errors import VideoDecodeError
     from transformers_cope.tiny import build_tiny_video_processor
 
+    limit_mb = float(config.pop("memory_limit_mb", 0) or 0)
     processor = build_tiny_video_processor(**config)
     out_stream = sys.stdout
     sys.stdout = sys.stderr  # stray prints must not corrupt the protocol
+    if limit_mb:
+        _start_memory_watchdog(limit_mb, out_stream)
     print(json.dumps({"ready": True}), file=out_stream, flush=True)
     for line in sys.stdin:
         req = json.loads(line)
+        _reset_peak_rss()
         t0 = time.perf_counter()
         if req.get("selftest") == "crash":  # harness self-test: die by a signal mid-case
             os.kill(os.getpid(), signal.SIGSEGV)
@@ -205,7 +209,50 @@ def _worker_main(config: dict) -> None:
                      "traceback": traceback.format_exc()[-2000:]}
         reply["seconds"] = round(time.perf_counter() - t0, 4)
         reply["maxrss_kb"] = _maxrss_kb()
+        reply["case_peak_rss_kb"] = _case_peak_rss_kb()
         print(json.dumps(reply), file=out_stream, flush=True)
+
+
+def _status_kb(field: str) -> int:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _reset_peak_rss() -> None:
+    """Reset the kernel's peak-RSS mark (VmHWM) so that it measures this case alone (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def _case_peak_rss_kb() -> int:
+    """Peak RSS since the last reset (the worker's baseline, torch included, plus what the case added)."""
+    return _status_kb("VmHWM") or _maxrss_kb()
+
+
+def _start_memory_watchdog(limit_mb: float, out_stream) -> None:
+    """The per-case memory limit: a thread that ends the worker, with a "memory" reply, once its RSS passes
+    `limit_mb` (RLIMIT_AS would also count the decoder threads' untouched malloc arenas)."""
+    import threading
+
+    def watch():
+        while True:
+            rss = _status_kb("VmRSS")
+            if rss > limit_mb * 1024:
+                print(json.dumps({"status": "memory", "error": f"RSS {rss // 1024} MB > {limit_mb:.0f} MB",
+                                  "case_peak_rss_kb": rss}), file=out_stream, flush=True)
+                os._exit(86)
+            time.sleep(0.02)
+
+    threading.Thread(target=watch, name="memory-watchdog", daemon=True).start()
 
 
 def _maxrss_kb() -> int:
@@ -218,8 +265,9 @@ class FuzzWorker:
     """A persistent worker subprocess; `run(path, timeout)` returns the reply dict, or a crash/hang record (and
     the worker is restarted on the next call)."""
 
-    def __init__(self, config: dict | None = None, *, start_timeout: float = 120.0):
+    def __init__(self, config: dict | None = None, *, start_timeout: float = 120.0, cwd: Path | None = None):
         self.config = dict(DEFAULT_PROCESSOR if config is None else config)
+        self.cwd = cwd
         self.start_timeout = start_timeout
         self.proc: subprocess.Popen | None = None
         self.restarts = 0
@@ -230,7 +278,7 @@ class FuzzWorker:
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1")
         self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker",
                                       json.dumps(self.config)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, env=env)
+                                     stderr=subprocess.DEVNULL, env=env, cwd=self.cwd)
         self._buf = b""
         self._eof = False
         self._started = True
@@ -312,6 +360,11 @@ class FuzzReport:
     crashes: int = 0
     hangs: int = 0
     invalid: int = 0
+    memory: int = 0  # cases stopped by the per-case memory limit
+    network_requests: int = 0  # requests the loopback server saw (hostile path cases; must stay 0)
+    hostile: dict = field(default_factory=dict)  # hostile path kind -> count
+    max_case_rss_mb: float = 0.0
+    max_case_rss_case: str = ""
     errors: dict = field(default_factory=dict)  # typed error class -> count
     mutations: dict = field(default_factory=dict)  # mutation kind -> count
     failures: list = field(default_factory=list)  # (case, seed file, ops, reply) for crash/hang/invalid/untyped
@@ -322,28 +375,43 @@ class FuzzReport:
 
     @property
     def ok(self) -> bool:
-        return self.crashes == 0 and self.hangs == 0 and self.invalid == 0
+        return self.crashes == 0 and self.hangs == 0 and self.invalid == 0 and self.memory == 0 \
+            and self.network_requests == 0
 
     def summary(self) -> str:
         errs = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
         muts = ", ".join(f"{k} {v}" for k, v in sorted(self.mutations.items()))
+        hostile = ", ".join(f"{k} {v}" for k, v in sorted(self.hostile.items())) or "none"
         return (f"fuzz seed={self.seed}: cases={self.cases} valid={self.valid} typed_errors={self.typed} "
                 f"crashes={self.crashes} hangs={self.hangs} invalid_results={self.invalid}\n"
                 f"  typed errors: {errs}\n  mutations applied: {muts}\n"
                 f"  time {self.seconds:.1f} s (slowest case {self.max_case_seconds:.2f} s), worker peak RSS "
-                f"{self.worker_maxrss_mb:.0f} MB, worker restarts {self.restarts}")
+                f"{self.worker_maxrss_mb:.0f} MB, worker restarts {self.restarts}\n"
+                f"  peak RSS of one case {self.max_case_rss_mb:.0f} MB ({self.max_case_rss_case}); memory-limit "
+                f"stops {self.memory}; hostile paths: {hostile}; network requests {self.network_requests}")
 
 
 def run_fuzz(seeds: list[Path], work_dir: Path, *, cases: int, seed: int = 0, timeout: float = 30.0,
              config: dict | None = None, time_budget: float | None = None, keep_failures: Path | None = None,
-             include_unmutated: bool = True, progress: bool = False) -> FuzzReport:
+             include_unmutated: bool = True, progress: bool = False, hostile_every: int = 0,
+             memory_limit_mb: float = 0, start_timeout: float = 120.0) -> FuzzReport:
     """Run `cases` mutated inputs (round-robin over `seeds`) through one persistent worker; stops early when
-    `time_budget` seconds are spent. Failing inputs are copied to `keep_failures` for replay."""
-    work_dir = Path(work_dir)
+    `time_budget` seconds are spent. Failing inputs are copied to `keep_failures` for replay.
+
+    hostile_every: every n-th case hands the worker a hostile *path* instead (protocol-like folders, ffconcat and
+    playlists naming a loopback server, FIFOs, devices, URLs; `_hostile_videos.hostile_path_case`) while a
+    loopback HTTP server counts requests. memory_limit_mb: the worker is stopped (a "memory" failure) above it."""
+    from _hostile_videos import HOSTILE_PATH_KINDS, LoopbackCounter, hostile_path_case
+
+    work_dir = Path(work_dir).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     originals = [Path(s).read_bytes() for s in seeds]
     report = FuzzReport(seed=seed)
-    worker = FuzzWorker(config)
+    config = dict(DEFAULT_PROCESSOR if config is None else config)
+    if memory_limit_mb:
+        config["memory_limit_mb"] = memory_limit_mb
+    worker = FuzzWorker(config, cwd=work_dir, start_timeout=start_timeout)
+    server = LoopbackCounter(originals[0]).__enter__()
     start = time.perf_counter()
     bar = None
     if progress:
@@ -360,9 +428,16 @@ def run_fuzz(seeds: list[Path], work_dir: Path, *, cases: int, seed: int = 0, ti
                 data, ops = originals[which], ["none"]
             else:
                 data, ops = mutate(originals[which], rng)
-            path = work_dir / f"case{Path(seeds[which]).suffix}"
+            suffix = Path(seeds[which]).suffix
+            path = work_dir / f"case{suffix}"
             path.write_bytes(data)
-            reply = worker.run(path, timeout)
+            target = str(path)
+            if hostile_every and i % hostile_every == hostile_every - 1:
+                kind = HOSTILE_PATH_KINDS[int(rng.integers(len(HOSTILE_PATH_KINDS)))]
+                target = hostile_path_case(kind, data, suffix, work_dir, server.host)
+                ops = [*ops, f"path:{kind}"]
+                report.hostile[kind] = report.hostile.get(kind, 0) + 1
+            reply = worker.run(target, timeout)
             report.cases += 1
             for op in ops:
                 kind = op.split()[0].split("@")[0].split("[")[0]
@@ -370,6 +445,10 @@ def run_fuzz(seeds: list[Path], work_dir: Path, *, cases: int, seed: int = 0, ti
             status = reply["status"]
             report.max_case_seconds = max(report.max_case_seconds, float(reply.get("seconds", 0)))
             report.worker_maxrss_mb = max(report.worker_maxrss_mb, reply.get("maxrss_kb", 0) / 1024)
+            case_rss = reply.get("case_peak_rss_kb", 0) / 1024
+            if case_rss > report.max_case_rss_mb:
+                report.max_case_rss_mb = case_rss
+                report.max_case_rss_case = f"case {i}: {Path(seeds[which]).name} {' + '.join(ops)}"
             if status == "valid":
                 report.valid += 1
             elif status == "typed":
@@ -380,6 +459,9 @@ def run_fuzz(seeds: list[Path], work_dir: Path, *, cases: int, seed: int = 0, ti
                     report.hangs += 1
                 elif status == "invalid":
                     report.invalid += 1
+                elif status == "memory":
+                    report.memory += 1
+                    worker.close()  # it is exiting; the next case starts a fresh one
                 else:  # crash by signal/exit, or an exception that is not a VideoDecodeError
                     report.crashes += 1
                 report.failures.append({"case": i, "seed_file": Path(seeds[which]).name, "ops": ops, **reply})
@@ -394,6 +476,8 @@ def run_fuzz(seeds: list[Path], work_dir: Path, *, cases: int, seed: int = 0, ti
             bar.close()
         report.restarts = worker.restarts
         worker.close()
+        report.network_requests = server.count
+        server.__exit__(None, None, None)
     report.seconds = time.perf_counter() - start
     return report
 

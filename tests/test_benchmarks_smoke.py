@@ -4,6 +4,7 @@ No timing assertions (shared CI machines are noisy); only that the scripts work 
 expected row and section is printed.
 """
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,19 +16,34 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory):
-    """Both scripts in --quick mode, started together (they are mostly single-threaded), stdout by name."""
+    """The scripts in --quick mode, started together (they are mostly single-threaded), stdout by name. bench_ttft
+    runs inside the GPU suite's dry run (gpu_suite.sh --dry-run: every step of the GPU run on the CPU at tiny sizes,
+    bench_ttft with --profile --llava-ov --decode among them); its output file is returned as "gpu_suite.md"."""
     workdir = tmp_path_factory.mktemp("bench")
-    procs = {
-        name: subprocess.Popen([sys.executable, str(BENCH / name), "--quick", "--workdir", str(workdir)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for name in ("bench_ttft.py", "bench_preprocess.py", "bench_transcode_quality.py")
+    suite_file = workdir / "gpu_suite.md"
+    commands = {
+        name: [sys.executable, str(BENCH / name), "--quick", "--workdir", str(workdir)]
+        for name in ("bench_preprocess.py", "bench_transcode_quality.py")
     }
+    commands["gpu_suite.sh"] = ["bash", str(BENCH / "gpu_suite.sh"), "--dry-run", "--output", str(suite_file),
+                                "--workdir", str(workdir)]
+    env = dict(os.environ, PYTHON=sys.executable)
+    procs = {name: subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for name, cmd in commands.items()}
     out = {}
     for name, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=300)
+        stdout, stderr = proc.communicate(timeout=900)
         assert proc.returncode == 0, f"{name} failed:\n{stdout}\n{stderr}"
         out[name] = stdout
+    out["gpu_suite.md"] = suite_file.read_text(encoding="utf-8")
+    out["bench_ttft.py"] = suite_step(out["gpu_suite.md"], "TTFT at paper size")
     return out
+
+
+def suite_step(suite: str, title: str) -> str:
+    """The output of one step of the GPU suite's file."""
+    steps = suite.split("\n# Step: ")
+    return next(step for step in steps if step.startswith(title))
 
 
 def table_rows(output: str, heading: str) -> list[list[str]]:
@@ -90,3 +106,30 @@ def test_bench_transcode_quality_quick(outputs):
         assert 0.0 < float(row[2]) < 1.0  # motion compensation leaves less than the plain frame difference
         assert 0.0 <= float(row[3]) <= 1.0
     assert rows[0][4] == "-" and "/" in rows[1][4]
+
+
+def test_bench_ttft_quick_reports_profile_llava_decode_and_attention(outputs):
+    """The paper-size GPU run's extra sections, on their CPU code path."""
+    out = outputs["bench_ttft.py"]
+    profile = table_rows(out, "## Profile of one prefill forward")
+    assert [r[0] for r in profile] == ["dense", "1/8"] and all(int(r[1].replace(",", "")) > 0 for r in profile)
+    llava = table_rows(out, "## Side by side: Transformers' LLaVA-OneVision")
+    assert llava[0][0].startswith("Transformers LlavaOnevisionForConditionalGeneration (8 frames)")
+    assert llava[0][1] == "129" and llava[0][3] == "1.000"  # 8 frames x 4 x 4 pooled tokens + 1 newline
+    decode = table_rows(out, "## Decode speed after the prefill")
+    assert [r[0] for r in decode] == ["eager", "static", "compiled"]
+    assert [r[3] for r in decode] == ["yes", "yes", "yes"]  # the same tokens as eager
+    assert "attention: requested auto -> auto: not on a GPU; configured: text sdpa, vision sdpa" in out
+
+
+def test_gpu_suite_dry_run_runs_every_step(outputs):
+    suite = outputs["gpu_suite.md"]
+    assert suite.startswith("# CoPE-VideoLM GPU suite (DRY RUN on CPU")
+    assert suite.count("\n# Step: ") == 3 and suite.count("exit status 0 after") == 3
+    assert "0 failed step(s)" in suite
+    compiled = suite_step(suite, "TTFT with the vision tower and the Δ-encoder compiled")
+    assert "compile-encoders" in compiled.splitlines()[2]
+    assert [r[0] for r in table_rows(compiled, "## TTFT and end-to-end latency")] == ["dense (every step a keyframe)",
+                                                                                       "1/8"]
+    embedded = suite_step(suite, "Embedded default model")
+    assert "fp32 check (max abs diff <= 0.001 and the same tokens): PASS" in embedded

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +32,14 @@ def test_inspect_prints_layout_tokens_and_draws_the_motion(media_dir, tmp_path, 
     assert "| 1 keyframe per GOP (this layout) | 2 | 12 | 528 | 18.0% |" in out
     assert "| dense (every step a keyframe) | 14 | 0 | 2,940 | 100.0% |" in out
     assert "| Δ step | time |" in out and f"wrote {png}" in out
+    # the processor's geometry by default: the 16:9 source squashed to the square 224 px codec frames
+    assert "codec frames 224x224" in out
+    # Markdown tables: every row has as many cells as the header (pipes inside cells are escaped)
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| Δ step"))
+    table = [line for line in lines[start:] if line.startswith("|")]
+    cells = {len([c for c in re.split(r"(?<!\\)\|", line)[1:-1]]) for line in table}
+    assert cells == {6}, table[:3]
 
     image = Image.open(png)
     assert image.format == "PNG"
@@ -72,10 +85,58 @@ def test_bad_videos_exit_2_with_one_line(tmp_path, capsys):
 
 
 def test_console_script_entry_point():
-    from importlib.metadata import entry_points
+    """pyproject declares the launcher; an install made from this checkout carries it (an older editable install's
+    metadata keeps the entry point it was installed with until `pip install -e .` runs again)."""
+    import tomllib
+    from importlib.metadata import EntryPoint, entry_points
 
+    import transformers_cope_cli
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    declared = pyproject["project"]["scripts"]["cope-videolm"]
+    assert declared == "transformers_cope_cli:main"
+    assert EntryPoint("cope-videolm", declared, "console_scripts").load() is transformers_cope_cli.main
     (script,) = [ep for ep in entry_points(group="console_scripts") if ep.name == "cope-videolm"]
-    assert script.value == "transformers_cope.cli:main" and script.load() is main
+    if script.value != declared:
+        pytest.skip(f"installed metadata says {script.value!r} (stale editable install): pip install -e .")
+
+
+def _launcher(*argv: str, check_imports: bool = False) -> subprocess.CompletedProcess:
+    """The console script's code path (`transformers_cope_cli.main`) in a fresh interpreter; with check_imports the
+    names of the heavy modules it imported are printed last."""
+    code = ("import sys, transformers_cope_cli\n"
+            "try:\n    rc = transformers_cope_cli.main(sys.argv[1:])\nexcept SystemExit as e:\n    rc = e.code\n"
+            + ("print('HEAVY', sorted(m for m in ('torch', 'transformers', 'av', 'numpy', 'transformers_cope') "
+               "if m in sys.modules))\n" if check_imports else "")
+            + "sys.exit(rc)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_launcher_parses_before_heavy_imports(tmp_path):
+    """--help, usage errors, a missing file, a URL and an empty question are answered with no torch, Transformers,
+    PyAV or package import (that is what makes `cope-videolm --help` print in well under a second)."""
+    helped = _launcher("--help", check_imports=True)
+    assert helped.returncode == 0 and "ask" in helped.stdout and "HEAVY []" in helped.stdout
+    for argv, message in ((["ask", str(tmp_path / "missing.mp4"), "What moves?"], "no such file"),
+                          (["ask", "https://example.com/clip.mp4", "What moves?"], "download the video first"),
+                          (["inspect", "http://example.com/a.mp4"], "URLs are not fetched"),
+                          (["ask", str(Path(__file__)), "   "], "the question is empty")):
+        done = _launcher(*argv, check_imports=True)
+        assert done.returncode == 2, (argv, done.stderr)
+        assert "HEAVY []" in done.stdout and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert _launcher("ask").returncode == 2  # argparse usage error
+    # argument checkers that import from the package still work from the launcher (they import it on demand)
+    checked = _launcher("ask", str(tmp_path / "missing.mp4"), "What moves?", "--fps", "2")
+    assert checked.returncode == 2 and "no such file" in checked.stderr
+    bad = _launcher("ask", str(tmp_path / "missing.mp4"), "What moves?", "--fps", "nan")
+    assert bad.returncode == 2 and "--fps" in bad.stderr
+
+
+def test_empty_question_exits_2_in_the_package_cli(media_dir, capsys):
+    assert main(["ask", str(media_dir / "vid_h264.mp4"), ""]) == 2
+    assert capsys.readouterr().err.strip() == "cope-videolm ask: error: the question is empty"
 
 
 def test_ask_with_a_saved_model(tmp_path, capsys):
@@ -107,6 +168,7 @@ def test_demo_prints_answers_against_ground_truth(tmp_path, capsys):
     build_tiny_processor().save_pretrained(tmp_path / "tiny")
     assert main(["demo", "--model", str(tmp_path / "tiny"), "--num", "2", "--seed", "5", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
+    assert out.startswith("seed: 5 (same videos again: cope-videolm demo --seed 5)")
     assert out.count("ground truth:") == 2 and out.count("question:") == 2
     assert "/2 correct in" in out
 

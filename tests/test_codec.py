@@ -115,16 +115,16 @@ def test_decoder_threads_do_not_change_outputs(media_dir, monkeypatch, mode):
     decoder instead gives the same arrays bit for bit."""
     import warnings
 
-    from transformers_cope import codec, codec_decode
+    from transformers_cope import codec_decode, codec_extract
 
     threads = []
-    original = codec._set_decoder_threads
+    original = codec_extract._set_decoder_threads
 
     def spy(stream, info, thread_type):
         original(stream, info, thread_type)
         threads.append(stream.codec_context.thread_count)
 
-    monkeypatch.setattr(codec, "_set_decoder_threads", spy)
+    monkeypatch.setattr(codec_extract, "_set_decoder_threads", spy)
     path = media_dir / "vid_mpeg4_part2.mp4"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # native: steps with a codec keyframe inside are all intra
@@ -306,11 +306,11 @@ def test_scan_and_decode_share_one_open(media_dir, monkeypatch, name):
     """The packet scan's container is rewound for the decode (av.open probes streams: 15-35 ms on these files) in
     extract_primitives, read_motion_vectors and transcode; when the rewind cannot be verified the file is
     reopened, with identical results."""
-    from transformers_cope import codec
+    from transformers_cope import codec_probe
 
     opens = []
     real_open = av.open
-    monkeypatch.setattr(codec.av, "open", lambda *a, **k: opens.append(a[0]) or real_open(*a, **k))
+    monkeypatch.setattr(av, "open", lambda *a, **k: opens.append(a[0]) or real_open(*a, **k))
     kwargs = dict(max_steps=9, size=(64, 96))
     shared = extract_primitives(media_dir / name, **kwargs)
     assert len(opens) == 1
@@ -321,7 +321,7 @@ def test_scan_and_decode_share_one_open(media_dir, monkeypatch, name):
     assert len(opens) == 3  # the source once, the in-memory MP4 it writes once
 
     del opens[:]
-    monkeypatch.setattr(codec._Reader, "_rewound", lambda self, container, stream: container.close())
+    monkeypatch.setattr(codec_probe._Reader, "_rewound", lambda self, container, stream: container.close())
     reopened = extract_primitives(media_dir / name, **kwargs)
     assert len(opens) == 2
     _assert_same(shared, reopened)
@@ -346,12 +346,12 @@ def test_residual_downscale_fast_path_is_exact(hw, res_hw):
 def test_gop_tails_after_the_last_sampled_frame_are_not_decoded(media_dir, monkeypatch, layout):
     """city_cc0.mpg is MPEG-2 I/P with a keyframe every 12 frames: the frames of a GOP after its last sampled
     frame are read but not decoded, and the outputs are those of the full decode bit for bit."""
-    from transformers_cope import codec
+    from transformers_cope import codec_extract
 
     path = media_dir / "city_cc0.mpg"
     kwargs = dict(mode="transcode", size=(64, 96), return_frames=True, **layout)
     dropped = []
-    original = codec._gop_tail_filter
+    original = codec_extract._gop_tail_filter
 
     def counting(info, targets):
         keep = original(info, targets)
@@ -364,10 +364,10 @@ def test_gop_tails_after_the_last_sampled_frame_are_not_decoded(media_dir, monke
             return kept
         return counted
 
-    monkeypatch.setattr(codec, "_gop_tail_filter", counting)
+    monkeypatch.setattr(codec_extract, "_gop_tail_filter", counting)
     skipped = extract_primitives(path, **kwargs)
     assert 0 < sum(dropped) < len(dropped)
-    monkeypatch.setattr(codec, "_gop_tail_filter", lambda info, targets: None)
+    monkeypatch.setattr(codec_extract, "_gop_tail_filter", lambda info, targets: None)
     full = extract_primitives(path, **kwargs)
     _assert_same(skipped, full)
     np.testing.assert_array_equal(skipped.frames, full.frames)
@@ -375,7 +375,7 @@ def test_gop_tails_after_the_last_sampled_frame_are_not_decoded(media_dir, monke
 
 
 def test_gop_tail_filter_only_for_refreshing_ip_streams(media_dir):
-    from transformers_cope.codec import _gop_tail_filter
+    from transformers_cope.codec_extract import _gop_tail_filter
 
     targets = np.arange(0.0, 5.0, 0.2)
     assert _gop_tail_filter(probe_video(media_dir / "city_cc0.mpg"), targets) is not None

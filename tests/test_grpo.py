@@ -265,19 +265,21 @@ def test_trl_private_api_pin():
 
 
 def test_base_trl_logprob_pass_is_video_blind(setup, tmp_path):
-    """Without the override TRL scores completions from input_ids alone, and the model (like upstream VLMs) reads
-    placeholders without video inputs as plain tokens: the policy loss would be silently video-blind. The override's
-    log-probs, computed with the video, differ from TRL's."""
+    """Without the override TRL would score completions from input_ids alone: like upstream VLMs, the model reads
+    placeholders without video tensors as plain tokens, so nothing would fail and training would be video-blind.
+    CoPE's override feeds each prompt's video, and its scores differ from TRL's."""
     _, _, dataset = setup
     trainer = _trainer(setup, tmp_path)
     ids, video = trainer.encode_prompt(dataset[0]["prompt"])
     ids = torch.tensor([ids])
     with torch.no_grad():
-        blind, _, _ = GRPOTrainer._get_per_token_logps_and_entropies(trainer, trainer.model, ids,
-                                                                     torch.ones_like(ids), 4)
+        blind = GRPOTrainer._get_per_token_logps_and_entropies(trainer, trainer.model, ids, torch.ones_like(ids), 4)[0]
+        text_only = trainer.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[:, -5:-1]
         trainer._video_batch = [video]
-        seeing, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, torch.ones_like(ids), 4)
-    assert blind.shape == seeing.shape and not torch.allclose(blind, seeing)
+        seeing = trainer._get_per_token_logps_and_entropies(trainer.model, ids, torch.ones_like(ids), 4)[0]
+    expected = torch.log_softmax(text_only.float(), -1).gather(-1, ids[:, -4:, None]).squeeze(-1)
+    torch.testing.assert_close(blind, expected, rtol=1e-4, atol=1e-4)  # TRL's pass = the model without the video
+    assert not torch.allclose(blind, seeing, atol=1e-4)  # the override's pass sees it
 
 
 # ------------------------------------------------------------------------------ refusing video-less training

@@ -128,7 +128,8 @@ def test_save_cope_pretrained_writes_a_self_contained_folder(tiny, tmp_path):
             "configuration_cope.py", "modeling_cope.py", "processing_cope.py", "video_processing_cope.py",
             "codec.py", "errors.py", "pipeline_cope.py", "test_time_scaling.py"} <= names
     # the codec layer's flat siblings travel with it (transformers follows relative imports recursively)
-    assert {f"codec_{part}.py" for part in ("types", "probe", "decode", "schedule", "fusion", "transcode")} <= names
+    assert {f"codec_{part}.py" for part in ("types", "probe", "decode", "schedule", "fusion", "transcode", "extract",
+                                           "parallel", "live")} <= names
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["custom_pipelines"][TASK] == {"impl": "pipeline_cope.VideoQuestionAnsweringPipeline",
                                                 "pt": ["AutoModelForImageTextToText"], "type": "multimodal"}

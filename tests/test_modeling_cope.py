@@ -14,6 +14,7 @@ from transformers_cope.configuration_cope import (
     gop_frame_types,
 )
 from transformers_cope.modeling_cope import (
+    CACHE_KWARG,
     CoPEDeltaEncoder,
     CoPEVideoLMForConditionalGeneration,
     CoPEVideoLMModel,
@@ -249,12 +250,12 @@ def test_prepare_inputs_drops_video_after_prefill(model, sample):
     ids = sample["input_ids"]
     kw = {k: v for k, v in sample.items() if k != "input_ids"}
     first = model.prepare_inputs_for_generation(
-        ids, attention_mask=torch.ones_like(ids), past_key_values=DynamicCache(config=model.config),
+        ids, attention_mask=torch.ones_like(ids), **{CACHE_KWARG: DynamicCache(config=model.config)},
         is_first_iteration=True, use_cache=True, video_compression_mask=None, **kw,
     )
     assert first["delta_motion_vectors"] is not None and first["pixel_values_videos"] is not None
     later = model.prepare_inputs_for_generation(
-        ids, attention_mask=torch.ones_like(ids), past_key_values=DynamicCache(config=model.config),
+        ids, attention_mask=torch.ones_like(ids), **{CACHE_KWARG: DynamicCache(config=model.config)},
         is_first_iteration=False, use_cache=True, **kw,
     )
     assert not {"pixel_values_videos", "delta_motion_vectors", "delta_residuals"} & set(later)

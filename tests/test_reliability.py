@@ -47,12 +47,15 @@ def seed_videos(tmp_path_factory, media_dir):
 
 
 def test_fuzz_small(seed_videos, tmp_path):
-    """~100 mutated videos through one persistent worker: no crash, no hang, every result valid (CI version of
-    benchmarks/fuzz_videos.py; bounded by count and by a 30 s budget)."""
-    report = run_fuzz(seed_videos, tmp_path / "work", cases=100, seed=1234, timeout=30.0, time_budget=30.0,
+    """Six mutated videos per seed through one persistent worker: no crash, no hang, every result valid (CI version
+    of benchmarks/fuzz_videos.py). Bounded by count, not by a time budget: the worker's start (the package import)
+    took ~28 s of a 30 s budget on a loaded machine, so a budget made the number of cases, and the test, depend on
+    the load."""
+    cases = 6 * len(seed_videos)
+    report = run_fuzz(seed_videos, tmp_path / "work", cases=cases, seed=1234, timeout=30.0,
                       keep_failures=tmp_path / "failures")
     print(report.summary())
-    assert report.cases >= min(100, 6 * len(seed_videos)), report.summary()
+    assert report.cases == cases, report.summary()
     assert report.ok, (report.summary(), report.failures)
     assert report.valid >= len(seed_videos)  # at least the unmutated seeds
     assert report.typed > 0

@@ -220,8 +220,8 @@ def test_save_load_keeps_knobs(tmp_path):
 
 def test_bad_inputs():
     vp = build_tiny_video_processor()
-    with pytest.raises(TypeError, match="paths or CodecPrimitives"):
-        vp(np.zeros((4, 64, 64, 3), np.uint8))
+    with pytest.raises(TypeError, match="paths, MP4 bytes, CodecPrimitives or decoded frames"):
+        vp({"video": "clip.mp4"})  # decoded frames are accepted now (tests/test_processing_frames.py)
     with pytest.raises(TypeError, match="unexpected keyword"):
         vp(fake_primitives(np.zeros((1, 64, 64, 3))), not_a_knob=1)
     with pytest.raises(ValueError, match="share the codec size"):

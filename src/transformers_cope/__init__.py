@@ -16,7 +16,17 @@ from transformers import (
     AutoVideoProcessor,
 )
 
-from .codec import CodecPrimitives, MotionVectorFrame, extract_primitives, read_motion_vectors, transcode
+from .codec import (
+    CodecPrimitives,
+    GOPIterator,
+    GOPPrimitives,
+    MotionVectorFrame,
+    extract_primitives,
+    iter_live_primitives,
+    iter_primitives,
+    read_motion_vectors,
+    transcode,
+)
 from .configuration_cope import CoPEDeltaConfig, CoPEVideoLMConfig, count_video_tokens
 from .embedded import DEFAULT_MODEL_DIR, load_default_model
 from .errors import (
@@ -36,6 +46,7 @@ from .modeling_cope import (
 )
 from .pipeline_cope import VideoQuestionAnsweringPipeline, register_pipeline
 from .processing_cope import CoPEVideoLMProcessor, add_cope_special_tokens
+from .session_cope import CoPEVideoSession
 from .video_processing_cope import CoPEVideoProcessor
 
 __version__ = "0.1.0"
@@ -70,7 +81,10 @@ __all__ = [
     "CoPEVideoLMPreTrainedModel",
     "CoPEVideoLMProcessor",
     "CoPEVideoProcessor",
+    "CoPEVideoSession",
     "CodecPrimitives",
+    "GOPIterator",
+    "GOPPrimitives",
     "DEFAULT_MODEL_DIR",
     "CorruptVideoError",
     "MotionVectorFrame",
@@ -84,6 +98,8 @@ __all__ = [
     "add_cope_special_tokens",
     "count_video_tokens",
     "extract_primitives",
+    "iter_live_primitives",
+    "iter_primitives",
     "load_default_model",
     "read_motion_vectors",
     "transcode",

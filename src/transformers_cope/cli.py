@@ -1,11 +1,13 @@
 """`cope-videolm`: ask a CoPE-VideoLM about a video, inspect what the codec gives it, or run the synthetic demo.
 
     cope-videolm ask VIDEO QUESTION [--model PATH]     answer a question (default: the embedded model)
+    cope-videolm chat VIDEO [--model PATH] [--follow]  ingest the video once, then answer questions read from stdin
     cope-videolm inspect VIDEO [--step N --png out.png] GOP layout, token budget vs dense, motion/residual picture
     cope-videolm demo                                  synthetic motion video -> embedded model -> answer vs truth
 
 Bad videos end with exit code 2 and one line naming the file and the problem (the package's typed errors); so do
-bad arguments. Long videos show a progress bar while the codec primitives are extracted (`--no-progress` to hide).
+bad arguments. This module imports nothing heavy at the top (torch, transformers and PyAV load inside the commands),
+so the `cope-videolm` launcher (`transformers_cope_cli`) parses and prechecks arguments in well under a second. Long videos show a progress bar while the codec primitives are extracted (`--no-progress` to hide).
 """
 
 from __future__ import annotations
@@ -133,6 +135,87 @@ def cmd_ask(args) -> int:
     return EXIT_OK
 
 
+def cmd_chat(args) -> int:
+    """Questions from stdin, one per line; answers on stdout. The video is prefilled once into a CoPEVideoSession
+    (a tqdm bar on stderr while it is ingested); each question then costs only its own tokens. In a terminal a
+    `question>` prompt is written to stderr; in a pipe nothing but the answers reaches stdout. Empty line, `exit`,
+    `quit` or end of input stop. `--live` answers at once about what has been ingested so far; `--follow` reads a file
+    that is still being written (codec.iter_live_primitives) until no data came for `--idle-timeout` seconds."""
+    import threading
+
+    from .codec import probe_video
+    from .session_cope import CoPEVideoSession
+
+    if args.follow:
+        args.live = True  # a growing file has no end to wait for
+    else:
+        _check_video(args.video)
+        probe_video(args.video)  # a bad video fails here, before a model is loaded
+    pipe = _load_pipeline(args.model, args.device, args.dtype)
+    knobs = {"keyframes_per_gop": args.keyframes_per_gop, "fps": args.fps}
+    session = CoPEVideoSession(pipe.model, pipe.processor, max_steps=args.window,
+                               **{k: v for k, v in knobs.items() if v is not None})
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    failure: list[BaseException] = []
+
+    def ingest():
+        try:
+            session.ingest(args.video, progress=progress, progress_desc=f"ingesting {Path(args.video).name}",
+                           live=args.follow, **({"idle_timeout": args.idle_timeout} if args.follow else {}))
+        except BaseException as err:  # re-raised in the main thread
+            failure.append(err)
+
+    worker = threading.Thread(target=ingest, name="cope-chat-ingest", daemon=True)
+    worker.start()
+    if not args.live:
+        worker.join()
+    instruction = args.instruction
+    if instruction is None and args.model is None:
+        instruction = EMBEDDED_INSTRUCTION
+    options = pipe._generation_options({"max_new_tokens": args.max_new_tokens}, sample=False)
+    interactive = sys.stdin.isatty()
+    while True:
+        if failure:
+            raise failure[0]
+        if interactive:
+            print("question> ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        question = line.strip()
+        if not line or question.lower() in ("", "exit", "quit"):
+            break
+        if instruction and instruction.strip().lower() not in question.lower():
+            question = f"{question}\n{instruction.strip()}"
+        while args.live and not session.num_steps and worker.is_alive():
+            worker.join(0.05)  # the first GOP is on its way
+        if failure:
+            raise failure[0]
+        started = time.monotonic()
+        answer = session.ask(question, **options)
+        if args.json:
+            print(json.dumps({"question": question, "answer": answer, "steps": session.num_steps,
+                              "seconds": round(time.monotonic() - started, 3)}), flush=True)
+        else:
+            print(answer, flush=True)
+    worker.join()
+    if failure:
+        raise failure[0]
+    return EXIT_OK
+
+
+def _video_processor_of(model: str | None):
+    """The processor whose geometry `inspect` shows: the checkpoint's, else the paper's defaults."""
+    from .video_processing_cope import CoPEVideoProcessor
+
+    if model is None:
+        return CoPEVideoProcessor()
+    from transformers import AutoProcessor
+
+    try:
+        return AutoProcessor.from_pretrained(model).video_processor
+    except (OSError, ValueError, AttributeError) as err:
+        raise CLIError(f"--model {model}: cannot read its processor ({err})") from None
+
+
 def cmd_inspect(args) -> int:
     from .codec import extract_primitives
     from .configuration_cope import CoPEVideoLMConfig, count_video_tokens
@@ -148,9 +231,13 @@ def cmd_inspect(args) -> int:
     if not 1 <= k <= gop:
         raise CLIError(f"--keyframes-per-gop must be between 1 and --gop-size ({gop}), got {k}")
     want_png = args.png is not None
-    prim = extract_primitives(args.video, fps=fps, gop_size=gop, keyframes_per_gop=k, size=args.size,
-                              max_steps=args.max_steps, return_frames=want_png,
-                              progress=_show_progress(args.video, args.progress))
+    # The processor's geometry: square codec frames (the source is squashed, not cropped) and its MV cells, so the
+    # table and the picture show what the model reads.
+    video_processor = _video_processor_of(args.model)
+    side = args.size if args.size is not None else int(video_processor.codec_size)
+    prim = extract_primitives(args.video, fps=fps, gop_size=gop, keyframes_per_gop=k, size=(side, side),
+                              mv_block=int(video_processor.mv_block), max_steps=args.max_steps,
+                              return_frames=want_png, progress=_show_progress(args.video, args.progress))
     types = prim.frame_types
     h, w = prim.frame_size
     print(f"{args.video}: {prim.duration:.1f} s at {prim.source_fps:g} fps, codec frames {w}x{h} "
@@ -170,7 +257,7 @@ def cmd_inspect(args) -> int:
     summary = step_motion_summary(prim)
     if summary:
         print()
-        print("| Δ step | time | mean |mv| px | max |mv| px | intra | mean |residual| |")
+        print(r"| Δ step | time | mean \|mv\| px | max \|mv\| px | intra | mean \|residual\| |")
         print("|---:|---:|---:|---:|---:|---:|")
         for row in summary:
             print(f"| {row['step']} | {row['time']:.1f}s | {row['mean_motion']:.1f} | {row['max_motion']:.1f} | "
@@ -196,6 +283,7 @@ def cmd_demo(args) -> int:
     from .data.synthetic_qa import format_prompt
 
     started = time.monotonic()
+    print(f"seed: {args.seed} (same videos again: cope-videolm demo --seed {args.seed})")
     pipe = _load_pipeline(args.model, args.device, None)
     meta = DEMO_SETTINGS
     generator = SyntheticMotionQA(size=meta["size"], duration_s=args.duration, fps=meta["fps"],
@@ -246,7 +334,13 @@ def _config_of(model: str):
         raise CLIError(f"--model {model}: cannot read its config ({err})") from None
 
 
+_URL_PREFIXES = ("http://", "https://", "ftp://", "s3://", "gs://", "hf://")
+
+
 def _check_video(path: str) -> None:
+    if path.lower().startswith(_URL_PREFIXES):
+        raise CLIError(f"{path}: URLs are not fetched; download the video first (e.g. curl -LO URL) and pass the "
+                       "local file")
     if not os.path.exists(path):
         raise CLIError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -254,8 +348,39 @@ def _check_video(path: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ entry point
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (exit 2): `cope-videolm ask: error: argument --fps: ...`, no usage dump."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _number(kind=float, *, low=None, high=None, low_open=False):
+    """An argparse `type` for a finite number in range (issue 16, D8: `--fps nan`, `--max-steps 0`)."""
+
+    def parse(text: str):
+        from .errors import check_number
+
+        try:
+            value = int(text) if kind is int else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}") from None
+        try:
+            return check_number("value", value, low=low, high=high, low_open=low_open, integer=kind is int)
+        except (TypeError, ValueError) as err:
+            raise argparse.ArgumentTypeError(str(err).replace("value must", "must")) from None
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+_FPS = _number(float, low=0, high=1000, low_open=True)
+_COUNT = _number(int, low=1, high=10**6)
+_TEMPERATURE = _number(float, low=0, high=100)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cope-videolm", description=__doc__.split("\n\n")[0],
+    parser = _Parser(prog="cope-videolm", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -271,53 +396,98 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--instruction", default=None,
                      help="line appended to the question (default with the embedded model: "
                           f"'{EMBEDDED_INSTRUCTION}', its training format; '' for none)")
-    ask.add_argument("--max-new-tokens", type=int, default=64)
+    ask.add_argument("--max-new-tokens", type=_COUNT, default=64)
     ask.add_argument("--reasoning", action="store_true", help="ask for <think>...</think><answer>...</answer>")
-    ask.add_argument("--self-consistency", type=int, metavar="K", help="sample K answers and take the majority")
-    ask.add_argument("--temperature", type=float, help="sample at this temperature (default: greedy)")
-    ask.add_argument("--keyframes-per-gop", type=int)
-    ask.add_argument("--fps", type=float)
-    ask.add_argument("--max-steps", type=int)
+    ask.add_argument("--self-consistency", type=_COUNT, metavar="K", help="sample K answers and take the majority")
+    ask.add_argument("--temperature", type=_TEMPERATURE, help="sample at this temperature (default: greedy)")
+    ask.add_argument("--keyframes-per-gop", type=_COUNT)
+    ask.add_argument("--fps", type=_FPS)
+    ask.add_argument("--max-steps", type=_COUNT)
     ask.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     ask.add_argument("--dtype", help="bfloat16, float16, float32 (default: the checkpoint's)")
     ask.add_argument("--json", action="store_true", help="print one JSON object")
     progress_flags(ask)
     ask.set_defaults(func=cmd_ask)
 
+    chat = sub.add_parser("chat", help="ingest a video once, then answer questions from stdin (one per line)")
+    chat.add_argument("video")
+    chat.add_argument("--model", help="checkpoint folder or Hub id (default: the embedded model)")
+    chat.add_argument("--instruction", default=None, help="line appended to each question (as for ask)")
+    chat.add_argument("--max-new-tokens", type=_COUNT, default=64)
+    chat.add_argument("--keyframes-per-gop", type=_COUNT)
+    chat.add_argument("--fps", type=_FPS)
+    chat.add_argument("--window", type=_COUNT, metavar="STEPS",
+                      help="sliding window: keep only the last STEPS steps in the cache (default: all)")
+    chat.add_argument("--live", action="store_true",
+                      help="answer at once about what has been ingested so far instead of waiting for the whole video")
+    chat.add_argument("--follow", action="store_true",
+                      help="VIDEO is still being written (MPEG-TS, fragmented MP4): read it as it grows (implies --live)")
+    chat.add_argument("--idle-timeout", type=float, default=10.0,
+                      help="with --follow: stop reading after this many seconds without new data (default 10)")
+    chat.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    chat.add_argument("--dtype", help="bfloat16, float16, float32 (default: the checkpoint's)")
+    chat.add_argument("--json", action="store_true", help="one JSON object per answer")
+    progress_flags(chat)
+    chat.set_defaults(func=cmd_chat)
+
     inspect = sub.add_parser("inspect", help="GOP layout, token budget and a motion/residual picture")
     inspect.add_argument("video")
     inspect.add_argument("--model", help="take token sizes and GOP defaults from this checkpoint's config")
-    inspect.add_argument("--fps", type=float)
-    inspect.add_argument("--gop-size", type=int)
-    inspect.add_argument("--keyframes-per-gop", type=int)
-    inspect.add_argument("--max-steps", type=int, default=None)
-    inspect.add_argument("--size", type=int, default=224, help="short side of the codec frames (default 224)")
-    inspect.add_argument("--step", type=int, help="Δ step to draw (default: the one with the most motion)")
+    inspect.add_argument("--fps", type=_FPS)
+    inspect.add_argument("--gop-size", type=_COUNT)
+    inspect.add_argument("--keyframes-per-gop", type=_COUNT)
+    inspect.add_argument("--max-steps", type=_COUNT, default=None)
+    inspect.add_argument("--size", type=_number(int, low=16, high=8192), default=None,
+                         help="side of the square codec frames (default: the processor's codec_size, 224 for the "
+                              "paper's; the source is squashed to a square as the model sees it)")
+    inspect.add_argument("--step", type=_number(int, low=0, high=10**7),
+                         help="Δ step to draw (default: the one with the most motion)")
     inspect.add_argument("--png", help="write the picture of that step here")
     progress_flags(inspect)
     inspect.set_defaults(func=cmd_inspect)
 
     demo = sub.add_parser("demo", help="ask the embedded model about fresh synthetic motion videos")
     demo.add_argument("--model", help="checkpoint folder or Hub id (default: the embedded model)")
-    demo.add_argument("--num", type=int, default=3, help="how many videos (default 3)")
-    demo.add_argument("--seed", type=int, default=int(time.time()) % 100000, help="default: from the clock")
+    demo.add_argument("--num", type=_number(int, low=1, high=1000), default=3, help="how many videos (default 3)")
+    demo.add_argument("--seed", type=_number(int, low=0, high=2**32 - 1), default=int(time.time()) % 100000, help="default: from the clock")
     demo.add_argument("--task", action="append", help="synthetic task(s): direction, moving, camera_pan (default: all three)")
-    demo.add_argument("--duration", type=float, default=DEMO_SETTINGS["duration_s"], help="seconds per video (4)")
+    demo.add_argument("--duration", type=_number(float, low=0, high=3600, low_open=True), default=DEMO_SETTINGS["duration_s"], help="seconds per video (4)")
     demo.add_argument("--keep", help="keep the videos in this folder")
     demo.add_argument("--device")
     demo.set_defaults(func=cmd_demo)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .errors import VideoDecodeError
+def precheck(args) -> None:
+    """Checks that need no model, codec or torch (the launcher runs them before the heavy imports): the video path
+    exists and is not a URL, the question is not empty. Raises CLIError."""
+    if getattr(args, "follow", False):  # chat --follow: the file may still be on its way; URLs are refused all the same
+        if args.video.lower().startswith(_URL_PREFIXES):
+            _check_video(args.video)
+    elif getattr(args, "video", None) is not None:
+        _check_video(args.video)
+    if getattr(args, "question", None) is not None and not args.question.strip():
+        raise CLIError("the question is empty")
 
+
+def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        precheck(args)
+    except CLIError as err:
+        print(f"cope-videolm {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    from .errors import VideoDecodeError
+
     try:
         return args.func(args)
     except (CLIError, VideoDecodeError) as err:
         print(f"cope-videolm {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as err:  # an argument combination the library refuses (e.g. keyframes > GOP)
+        print(f"cope-videolm {args.command}: error: {str(err).splitlines()[0] if str(err) else err!r}",
+              file=sys.stderr)
         return EXIT_USAGE
     except FileNotFoundError as err:
         print(f"cope-videolm {args.command}: error: {err.filename or err}: no such file", file=sys.stderr)

@@ -14,13 +14,14 @@ from collections.abc import Callable, Iterator
 import av
 import numpy as np
 
-from .codec_probe import _check_pixels, _describe, _Reader
+from .codec_probe import _check_pixels, _describe, _ffmpeg_max_pixels, _Reader
 from .codec_types import (
     _CLASSIC_MPEG_DECODERS,
     _PICT_TYPES,
     DEFAULT_MAX_FRAMES,
     DEFAULT_MAX_PIXELS,
     MV_COLUMNS,
+    DecodeLimits,
     MotionVectorFrame,
     VideoInfo,
 )
@@ -40,9 +41,11 @@ def _warn_truncated(src, info: VideoInfo) -> bool:
 
 def _decoded_frames(src, packets: Iterator, stream, *, max_frames: int | None, max_pixels: int | None,
                     progress=None, warned: bool = False, skipping: bool = False,
-                    keep: Callable[[av.Packet], bool] | None = None) -> Iterator[av.VideoFrame]:
+                    keep: Callable[[av.Packet], bool] | None = None,
+                    whole_file: bool = True) -> Iterator[av.VideoFrame]:
     """Decode packet by packet so that damage costs only the damaged part. `keep`: packets it rejects are read
-    but not decoded (implies `skipping`: fewer frames than packets is expected then).
+    but not decoded (implies `skipping`: fewer frames than packets is expected then). whole_file=False: the
+    packets start at a seek point, so the counts are not compared with the file's.
 
     A TruncatedVideoWarning is issued when demuxing fails midway, when a packet fails to decode (it is skipped),
     or, at the end, when fewer frames decoded than packets were read or the container's index promised more
@@ -54,6 +57,11 @@ def _decoded_frames(src, packets: Iterator, stream, *, max_frames: int | None, m
     failed = 0
     first_error = None
     stopped = None
+    size = None
+    cc = stream.codec_context
+    if max_pixels is not None and not cc.is_open:
+        # FFmpeg's own cap: a decoder refuses a frame size above it before allocating (any codec, any size change)
+        cc.options = {**cc.options, "max_pixels": _ffmpeg_max_pixels(max_pixels)}
     while True:
         try:
             pkt = next(packets)
@@ -74,13 +82,18 @@ def _decoded_frames(src, packets: Iterator, stream, *, max_frames: int | None, m
             raise UnsupportedVideoError(src, f"no usable decoder for codec {stream.codec_context.name!r} ({e})") \
                 from None
         except av.error.FFmpegError as e:
+            if max_pixels is not None and int(cc.width or 0) * int(cc.height or 0) > max_pixels:
+                raise VideoTooLargeError(src, f"frame {n}: the stream switches to {cc.width}x{cc.height} = "
+                                              f"{cc.width * cc.height} pixels, above max_pixels={max_pixels} "
+                                              f"(the decoder refused it)") from None
             failed += 1
             first_error = first_error or e
             continue
         for f in frames:
             n += 1
-            if n == 1:
-                _check_pixels(src, f.width, f.height, max_pixels, "decoded")
+            if (f.width, f.height) != size:  # every size change, not only the first frame's
+                size = (f.width, f.height)
+                _check_pixels(src, f.width, f.height, max_pixels, f"frame {n - 1}: decoded")
             if max_frames is not None and n > max_frames:
                 raise VideoTooLargeError(src, f"more than max_frames={max_frames} decoded frames")
             if progress is not None:
@@ -95,9 +108,9 @@ def _decoded_frames(src, packets: Iterator, stream, *, max_frames: int | None, m
         problems.append(f"reading stopped with an error ({stopped})")
     if failed:
         problems.append(f"{failed} packet(s) failed to decode ({first_error})")
-    if n < read and not skipping and keep is None:
+    if n < read and not skipping and keep is None and whole_file:
         problems.append(f"only {n} of {read} packets decoded to frames")
-    if promised > read and stopped is None:
+    if promised > read and stopped is None and whole_file:
         problems.append(f"the index lists {promised} frames but only {read} packets could be read")
     if problems and not warned:
         warnings.warn(f"{_describe(src)}: truncated or damaged video: {'; '.join(problems)}; using the {n} frames "
@@ -148,7 +161,8 @@ def _timed(frames: Iterator[av.VideoFrame], fallback_fps: float,
 
 
 def read_motion_vectors(path, *, thread_type: str | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                        max_frames: int | None = DEFAULT_MAX_FRAMES) -> Iterator[MotionVectorFrame]:
+                        max_frames: int | None = DEFAULT_MAX_FRAMES, limits: DecodeLimits | None = None
+                        ) -> Iterator[MotionVectorFrame]:
     """Yield every decoded frame's motion vectors in display order, exactly as FFmpeg exports them.
 
     Vectors come from `flags2=+export_mvs` via `side_data["MOTION_VECTORS"].to_ndarray()`, as int32 (N, 10) in
@@ -159,8 +173,11 @@ def read_motion_vectors(path, *, thread_type: str | None = None, max_pixels: int
     thread_type: None picks "AUTO" (frame threads, fastest) when a packet scan shows no reordering (no B-frames)
     and "SLICE" otherwise, because frame threading makes exported vectors differ from run to run on H.264
     streams with B-frames; I/P streams are bit-identical under every threading mode.
+    limits: the whole decode budget and the network opt-in (`DecodeLimits`; default: its defaults with these caps).
     """
-    with _Reader(path, max_pixels, max_frames) as reader:
+    if limits is not None:
+        max_pixels, max_frames = limits.max_pixels, limits.max_frames
+    with _Reader(path, max_pixels, max_frames, limits) as reader:
         info = reader.info
         warned = _warn_truncated(path, info)
         container, stream, packets = reader.open()

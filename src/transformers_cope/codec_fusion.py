@@ -144,7 +144,12 @@ class _Fuser:
         self.hi_x, self.hi_y = width / cell - 0.5, height / cell - 0.5
         self.reset()
 
-    def reset(self) -> None:
+    def reset(self, forget: bool = False) -> None:
+        """Start the next step's window. forget=True (at an "I" step) also drops the motion remembered for
+        all-intra frames, so that every run of steps from a keyframe depends on its own frames only: GOPs are then
+        self-contained, which streaming, parallel segments and sliding windows rely on."""
+        if forget:
+            self.last_field = None
         self.acc = np.zeros((2, self.gh, self.gw), np.float32)
         self.valid = np.ones((self.gh, self.gw), np.float32)
         self.frames = 0

@@ -43,17 +43,19 @@ class _Sampler:
 
     Streaming with one frame of look-ahead: a frame's targets are known once the next frame's time is."""
 
-    def __init__(self, times: np.ndarray):
+    def __init__(self, times: np.ndarray, start: int = 0, stop: int | None = None):
+        """Targets `times[start:stop]` (a segment's share); `take` returns their indices into `times`."""
         self.times = np.asarray(times, np.float64)
-        self.pos = 0
+        self.pos = start
+        self.stop = len(self.times) if stop is None else stop
 
     @property
     def done(self) -> bool:
-        return self.pos >= len(self.times)
+        return self.pos >= self.stop
 
     def take(self, upto: float) -> range:
         end = int(np.searchsorted(self.times, upto, side="right"))
-        end = max(end, self.pos)
+        end = min(max(end, self.pos), self.stop)
         r = range(self.pos, end)
         self.pos = end
         return r

@@ -122,6 +122,11 @@ class CoPEDeltaConfig(PreTrainedConfig):
     def num_queries(self) -> int:
         return self.num_motion_queries + self.num_residual_queries
 
+    @property
+    def num_recorded_hidden_layers(self) -> int:
+        """Layers whose outputs `output_hidden_states` returns: those of the motion and of the residual branch."""
+        return 2 * self.num_hidden_layers
+
 
 class CoPEVideoLMConfig(PreTrainedConfig):
     r"""Configuration of a CoPE-VideoLM.

@@ -8,6 +8,8 @@ prints as "<path>: <reason>".
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "VideoTooLargeError",
     "UnsupportedVideoError",
     "TruncatedVideoWarning",
+    "check_number",
 ]
 
 
@@ -68,3 +71,27 @@ class UnsupportedVideoError(VideoDecodeError):
 
 class TruncatedVideoWarning(UserWarning):
     """Decoding stopped or skipped data midway (cut or damaged file); the frames that decoded are used."""
+
+
+def check_number(name: str, value, *, low=None, high=None, low_open: bool = False, integer: bool = False,
+                 optional: bool = False):
+    """`value` if it is a finite number in range, else a one-line ValueError naming `name` (TypeError for a
+    non-number). Why: NaN, inf and 1e300 reach numpy, PyAV and range() otherwise and come back as
+    OverflowError/UFuncTypeError/av.ArgumentError from deep inside, or as silent inf/NaN features."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if integer and not isinstance(value, numbers.Integral):
+        if not (math.isfinite(value) and float(value).is_integer()):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+        value = int(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and value > high
+    if too_low or too_high:
+        left = "(" if low_open else "["
+        span = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+        raise ValueError(f"{name} must be in {span}, got {value!r}")
+    return value

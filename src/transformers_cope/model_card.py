@@ -27,7 +27,8 @@ OVERVIEW = (
 
 TIPS = [
     "Pass video files (or `CodecPrimitives`): the processor reads motion vectors and residuals from the codec with "
-    "PyAV; decoded frame arrays carry no motion vectors.",
+    "PyAV. Decoded frames (a `(T, H, W, 3)` array, a list of PIL images, a tensor) work too: they are encoded in "
+    "memory and go through the codec's transcode path, so their Δ steps carry real motion vectors.",
     "`keyframes_per_gop` trades tokens for appearance detail: 1 keyframe per 8-step GOP uses about 16% of the dense "
     "tokens, `keyframes_per_gop == gop_size` is the dense baseline. Override it per call "
     "(`processor(..., keyframes_per_gop=2)` or `pipe(..., keyframes_per_gop=2)`).",

@@ -31,8 +31,10 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.resnet.modeling_resnet import ResNetEmbeddings, ResNetEncoder
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs, can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import merge_with_config_defaults
-from transformers.utils.output_capturing import capture_outputs
+from transformers.utils.import_utils import is_tracing
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_cope import CoPEDeltaConfig, CoPEVideoLMConfig
 
@@ -52,6 +54,15 @@ CACHE_KWARG = (
     "cache" if "cache" in inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters
     else "past_key_values"
 )
+
+
+def _cache_alias(func):
+    """Where the installed release calls the cache `cache`, `past_key_values` is deprecated exactly as in upstream
+    models (`deprecate_kwarg(..., "5.40.0", new_name="cache")`: a FutureWarning, then renamed); on 5.17 it is the
+    release's own name and passes silently. Generation itself always passes the release's name, so it never warns."""
+    if CACHE_KWARG == "cache":
+        return deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")(func)
+    return func
 
 
 def _one_cache(cache: Cache | None, past_key_values: Cache | None) -> Cache | None:
@@ -219,6 +230,9 @@ class CoPEResidualBackbone(nn.Module):
         super().__init__()
         self.embedder = ResNetEmbeddings(config)
         self.encoder = ResNetEncoder(config)
+        for module in self.modules():  # initialised as ResNet initialises them (`CoPEDeltaPreTrainedModel._init_weights`)
+            if isinstance(module, (nn.Conv2d, nn.BatchNorm2d)):
+                module._resnet_init = True
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.encoder(self.embedder(pixel_values), return_dict=True).last_hidden_state
@@ -291,23 +305,31 @@ class CoPEDeltaPreTrainedModel(_SafetensorsOnlyLoading, PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
-    _can_record_outputs = {"hidden_states": CoPEDeltaLayer, "attentions": CoPEDeltaAttention}
+    # Both query transformers record their layers, so the hidden states number 2 * num_hidden_layers + 1; releases
+    # that resolve negative `output_hidden_states` indices (5.2x) read that count from the config property.
+    _can_record_outputs = {
+        "hidden_states": OutputRecorder(
+            CoPEDeltaLayer,
+            **({"num_hidden_layers_key": "num_recorded_hidden_layers"}
+               if "num_hidden_layers_key" in inspect.signature(OutputRecorder).parameters else {}),
+        ),
+        "attentions": CoPEDeltaAttention,
+    }
 
     @torch.no_grad()
     def _init_weights(self, module):
         super()._init_weights(module)
         if isinstance(module, CoPEDeltaQueryTransformer):
             init.normal_(module.queries, mean=0.0, std=self.config.initializer_range)
-        elif isinstance(module, CoPEResidualBackbone):  # as `ResNetPreTrainedModel._init_weights`
-            for sub in module.modules():
-                if isinstance(sub, nn.Conv2d):
-                    init.kaiming_normal_(sub.weight, mode="fan_out", nonlinearity="relu")
-                elif isinstance(sub, nn.BatchNorm2d):
-                    init.ones_(sub.weight)
-                    init.zeros_(sub.bias)
-                    init.zeros_(sub.running_mean)
-                    init.ones_(sub.running_var)
-                    init.zeros_(sub.num_batches_tracked)
+        elif getattr(module, "_resnet_init", False):  # as `ResNetPreTrainedModel._init_weights`, module by module
+            if isinstance(module, nn.Conv2d):
+                init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                init.ones_(module.weight)
+                init.zeros_(module.bias)
+                init.zeros_(module.running_mean)
+                init.ones_(module.running_var)
+                init.zeros_(module.num_batches_tracked)
 
 
 @dataclass
@@ -601,6 +623,31 @@ class CoPEVideoLMModel(CoPEVideoLMPreTrainedModel):
         delta_outputs.pooler_output = self.multi_modal_projector(delta_outputs.last_hidden_state)
         return delta_outputs
 
+    def compile_encoders(self, **compile_kwargs) -> "CoPEVideoLMModel":
+        """Opt-in `torch.compile` of the prefill's encoder paths: `get_video_features` (vision tower + projector +
+        pooling) and `get_delta_features` (Δ-encoder + projector). Returns `self`.
+
+        Why: at paper size the 1 KF/GOP prefill is launch-bound on a large GPU (an H200 ran 1,886 kernels with more
+        host than device time); fusing the encoders' small ops removes most of their launches. Shapes are static
+        (`dynamic=False` unless given): each layout (number of keyframes, of Δ steps) compiles once and is reused.
+        `mode="reduce-overhead"` adds CUDA graphs, which pay when the same layout repeats (fixed-length clips, e.g.
+        64 steps at 1 KF/GOP = 8 keyframes + 56 Δ steps); the LLM prefill is left eager (its length varies with the
+        prompt). The forward has no host syncs on this path, so `fullgraph=True` also works (tests check it)."""
+        options = {"dynamic": False, **compile_kwargs}
+        # Transformers installs its output-capturing hooks on the first forward, under a threading lock that Dynamo
+        # cannot trace: install them now, outside the compiled region.
+        try:
+            from transformers.utils.output_capturing import maybe_install_capturing_hooks
+        except ImportError:  # a release without lazily installed hooks
+            maybe_install_capturing_hooks = None
+        if maybe_install_capturing_hooks is not None:
+            for module in (*self.vision_tower.modules(), *self.delta_encoder.modules()):
+                if isinstance(module, PreTrainedModel):
+                    maybe_install_capturing_hooks(module)
+        self.get_video_features = torch.compile(self.get_video_features, **options)
+        self.get_delta_features = torch.compile(self.get_delta_features, **options)
+        return self
+
     def get_placeholder_mask(
         self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor, token_id: int
     ) -> torch.BoolTensor:
@@ -614,17 +661,54 @@ class CoPEVideoLMModel(CoPEVideoLMPreTrainedModel):
         return (inputs_embeds == token_embedding).all(-1)
 
     @staticmethod
-    def _scatter(inputs_embeds, mask, features, kind: str, token_name: str, feature_name: str):
-        n_tokens, n_features = int(mask.sum()), features.shape[0]
-        if n_tokens != n_features:
-            raise ValueError(
-                f"{kind} placeholders and features do not match: input has {n_tokens} {token_name} tokens but "
-                f"{feature_name} give {n_features} features. Build the prompt with the CoPE processor (it expands "
-                f"placeholders from the same frame layout) or check truncation."
-            )
-        mask = mask.unsqueeze(-1).expand_as(inputs_embeds).to(inputs_embeds.device)
-        return inputs_embeds.masked_scatter(mask, features.to(inputs_embeds.device, inputs_embeds.dtype))
+    def _merge_features(
+        inputs_embeds: torch.Tensor, parts: list[tuple[torch.Tensor, torch.Tensor, str, str, str]]
+    ) -> torch.Tensor:
+        """Write each part's features into its placeholders, in placeholder order, with one gather and one `where`.
 
+        `parts` holds `(placeholder mask (batch, seq), features (n, hidden), kind, token name, feature name)`. The
+        n-th placeholder of a part (row-major over batch and sequence, as `masked_scatter` reads them) takes its
+        n-th feature row; the rows come from the placeholders' running count (`cumsum`), so nothing is read back to
+        the host: no `.item()`, no `nonzero`, static shapes (what torch.compile and CUDA graphs need). Counts are
+        checked by `_check_placeholder_count` without a host sync on an accelerator."""
+        batch, seq, hidden = inputs_embeds.shape
+        features, index, any_mask, offset = [], None, None, 0
+        for mask, feats, kind, token_name, feature_name in parts:
+            mask = mask.to(inputs_embeds.device).reshape(-1)
+            running = torch.cumsum(mask, 0)  # ordinal of each placeholder, 1-based
+            CoPEVideoLMModel._check_placeholder_count(running[-1], feats.shape[0], kind, token_name, feature_name)
+            rows = torch.clamp(running - 1, min=0) + offset
+            index = torch.where(mask, rows, 0 if index is None else index)
+            any_mask = mask if any_mask is None else any_mask | mask
+            features.append(feats.to(inputs_embeds.device, inputs_embeds.dtype))
+            offset += feats.shape[0]
+        table = torch.cat(features) if len(features) > 1 else features[0]
+        if table.shape[0] == 0:  # e.g. a compression mask that kept nothing: no placeholders either (checked above)
+            return inputs_embeds
+        gathered = table[index.clamp(max=max(table.shape[0] - 1, 0))]
+        merged = torch.where(any_mask.unsqueeze(-1), gathered, inputs_embeds.reshape(batch * seq, hidden))
+        return merged.view(batch, seq, hidden)
+
+    @staticmethod
+    def _check_placeholder_count(n_tokens: torch.Tensor, n_features: int, kind: str, token_name: str,
+                                 feature_name: str) -> None:
+        """Placeholders must match features one to one. On the CPU (no sync to avoid) a clear ValueError; on an
+        accelerator a device-side assert (`torch._assert_async`: no host sync; a mismatch stops the next
+        synchronising call); under torch.compile / fake tensors (tracing) nothing, as in Transformers' VLMs."""
+        if is_tracing(n_tokens):
+            return
+        message = (
+            f"{kind} placeholders and features do not match: input has {{}} {token_name} tokens but {feature_name} "
+            f"give {n_features} features. Build the prompt with the CoPE processor (it expands placeholders from the "
+            "same frame layout) or check truncation."
+        )
+        if n_tokens.device.type == "cpu":
+            if int(n_tokens) != n_features:
+                raise ValueError(message.format(int(n_tokens)))
+        else:
+            torch._assert_async(n_tokens == n_features, message.format("a different number of"))
+
+    @_cache_alias
     @can_return_tuple
     def forward(
         self,
@@ -675,7 +759,7 @@ class CoPEVideoLMModel(CoPEVideoLMPreTrainedModel):
         # attention kwargs belong to the LM only).
         encoder_kwargs = {k: kwargs[k] for k in ("output_attentions", "output_hidden_states") if k in kwargs}
 
-        video_outputs = None
+        video_outputs, parts = None, []
         if pixel_values_videos is not None:
             video_outputs = self.get_video_features(pixel_values_videos, return_dict=True, **encoder_kwargs)
             video_features = video_outputs.pooler_output.flatten(0, 1)
@@ -689,9 +773,7 @@ class CoPEVideoLMModel(CoPEVideoLMPreTrainedModel):
                 video_features = video_features[video_compression_mask]
                 video_outputs.pooler_output = video_features
             mask = self.get_placeholder_mask(input_ids, inputs_embeds, self.config.video_token_id)
-            inputs_embeds = self._scatter(
-                inputs_embeds, mask, video_features, "Video (keyframe)", "<|video_pad|>", "pixel_values_videos"
-            )
+            parts.append((mask, video_features, "Video (keyframe)", "<|video_pad|>", "pixel_values_videos"))
 
         delta_outputs = None
         if delta_motion_vectors is not None:
@@ -699,10 +781,10 @@ class CoPEVideoLMModel(CoPEVideoLMPreTrainedModel):
                 delta_motion_vectors, delta_residuals, return_dict=True, **encoder_kwargs
             )
             mask = self.get_placeholder_mask(input_ids, inputs_embeds, self.config.delta_token_id)
-            inputs_embeds = self._scatter(
-                inputs_embeds, mask, delta_outputs.pooler_output.flatten(0, 1), "Delta", "<|delta_pad|>",
-                "delta_motion_vectors/delta_residuals",
-            )
+            parts.append((mask, delta_outputs.pooler_output.flatten(0, 1), "Delta", "<|delta_pad|>",
+                          "delta_motion_vectors/delta_residuals"))
+        if parts:  # keyframe and Δ features into their placeholders in one pass, without host syncs
+            inputs_embeds = self._merge_features(inputs_embeds, parts)
 
         outputs = self.language_model(
             attention_mask=attention_mask,
@@ -770,6 +852,7 @@ class CoPEVideoLMForConditionalGeneration(CoPEVideoLMPreTrainedModel, Generation
     ) -> CoPEDeltaEncoderOutput:
         return self.model.get_delta_features(delta_motion_vectors, delta_residuals, **kwargs)
 
+    @_cache_alias
     @can_return_tuple
     def forward(
         self,
@@ -894,6 +977,7 @@ class CoPEVideoLMForConditionalGeneration(CoPEVideoLMPreTrainedModel, Generation
             model_kwargs = {k: v for k, v in model_kwargs.items() if k not in PREFILL_ONLY_INPUTS or k in accepted}
         return super()._get_candidate_generator(*args, model_kwargs=model_kwargs, assistant_model=assistant_model, **kwargs)
 
+    @_cache_alias
     def prepare_inputs_for_generation(
         self,
         input_ids: torch.LongTensor,

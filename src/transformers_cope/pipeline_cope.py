@@ -12,6 +12,7 @@ works without this package.
 """
 
 import copy
+import os
 import re
 
 import torch
@@ -19,10 +20,14 @@ from transformers import AutoModelForImageTextToText, GenerationConfig, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.base import no_collate_fn
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
+from transformers.utils import logging
 
+from .errors import check_number
 from .test_time_scaling import best_of_n as run_best_of_n
 from .test_time_scaling import normalize_answer
 from .test_time_scaling import self_consistency as run_self_consistency
+
+logger = logging.get_logger(__name__)
 
 TASK = "video-question-answering"
 IM_END = "<|im_end|>"
@@ -34,8 +39,18 @@ VIDEO_KNOBS = (
 )
 _VIDEO_TENSORS = ("pixel_values_videos", "delta_motion_vectors", "delta_residuals", "video_compression_mask")
 _VIDEO_LISTS = ("video_frame_types", "video_timestamps")
+_ERROR_KEY = "cope_error"  # an input that failed under errors="return" (see `preprocess`)
 _THINK = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL)
 _ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
+
+
+def _check_generation_numbers(**values) -> None:
+    """Finite, in-range generation and test-time-scaling numbers, one-line ValueError (issue 16, D8)."""
+    for name in ("max_new_tokens", "self_consistency", "best_of_n", "num_return_sequences"):
+        check_number(name, values[name], low=1, high=10**6, integer=True, optional=True)
+    check_number("temperature", values["temperature"], low=0, high=1e4, optional=True)
+    check_number("top_p", values["top_p"], low=0, high=1, optional=True)
+    check_number("top_k", values["top_k"], low=0, high=10**7, integer=True, optional=True)
 
 
 def parse_answer(text: str) -> dict:
@@ -67,13 +82,16 @@ class VideoQuestionAnsweringPipeline(Pipeline):
     vqa("clip.mp4", question="Which direction does the red square move?")
     # [{'answer': 'left'}]
     vqa(["a.mp4", "b.mp4"], question="Does the camera pan left or right?", batch_size=2)
+    vqa("clip.mp4", question=["Which way does it move?", "Does the camera pan?"])  # the video is prefilled once
+    # [[{'answer': 'left'}], [{'answer': 'no'}]]
     vqa("clip.mp4", question="...", reasoning=True, self_consistency=5)
     # [{'answer': 'left', 'reasoning': '...', 'votes': {'left': 4, 'up': 1}, 'agreement': 0.8}]
     ```
 
     Inputs: a video path, a `{"video": path, "question": str}` dict, or a list of either (a list gives a list of
     results). Call options:
-        question: the question (required unless every input dict carries one).
+        question: the question (required unless every input dict carries one); a list of questions about one video
+            prefills the video once (`session_cope.CoPEVideoSession`) and returns one result list per question.
         reasoning: append the `<think>/<answer>` instruction to the question (models trained with traces use it).
         self_consistency: K > 1 samples K chains per video (temperature 0.7 unless set) and returns the majority
             answer with `votes` and `agreement` (`test_time_scaling.self_consistency`).
@@ -84,6 +102,8 @@ class VideoQuestionAnsweringPipeline(Pipeline):
         max_new_tokens, do_sample, temperature, top_p, top_k, generate_kwargs: generation options.
         fps, gop_size, keyframes_per_gop, max_steps, codec_size, codec_mode, use_token_compression, video_kwargs:
             the processor's step layout and codec options for this call.
+        errors: "raise" (default: the first failing input raises, named in the error) or "return" (a failing
+            input's result is `[{"error": message, "type": exception class name}]`; the others are answered).
         batch_size (pipeline option): videos per `generate` call (test-time scaling batches the chains of one
             video instead).
     Output per video: a list of dicts `{"answer": str, "reasoning": str (when the model wrote <think>), ...}`.
@@ -122,9 +142,17 @@ class VideoQuestionAnsweringPipeline(Pipeline):
         temperature=None,
         top_p=None,
         top_k=None,
+        errors=None,
         **kwargs,
     ):
         preprocess = {}
+        if errors is not None:
+            if errors not in ("raise", "return"):
+                raise ValueError(f'errors must be "raise" or "return", got {errors!r}')
+            preprocess["errors"] = errors
+        _check_generation_numbers(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+                                  self_consistency=self_consistency, best_of_n=best_of_n,
+                                  num_return_sequences=num_return_sequences)
         if question is not None:
             preprocess["question"] = question
         if reasoning is not None:
@@ -176,14 +204,63 @@ class VideoQuestionAnsweringPipeline(Pipeline):
 
     def __call__(self, videos, question=None, **kwargs):
         """Answer `question` about `videos` (a path, a {"video", "question"} dict, or a list of them)."""
+        if isinstance(question, (list, tuple)):
+            return self._answer_with_session(videos, list(question), **kwargs)
         if question is not None:
             kwargs["question"] = question
         if isinstance(videos, tuple):
             videos = list(videos)
         return super().__call__(videos, **kwargs)
 
+    def _answer_with_session(self, video, questions: list, **kwargs) -> list[list[dict]]:
+        """Several questions about one video: its primitives are extracted and prefilled once into a
+        `CoPEVideoSession`, then each question prefills only its own tokens (the answers are those of separate calls).
+        Returns one result list per question, in order."""
+        from .session_cope import CoPEVideoSession
+
+        if isinstance(video, dict):
+            video = video.get("video")
+        if hasattr(video, "__fspath__"):
+            video = video.__fspath__()
+        if isinstance(video, (list, tuple)):
+            raise ValueError("A list of questions is asked about one video; pass one video (a path or CodecPrimitives).")
+        if not questions or not all(isinstance(q, str) and q for q in questions):
+            raise ValueError("question=[...] needs non-empty strings.")
+        preprocess, forward, _ = self._sanitize_parameters(**kwargs)
+        if forward.get("scaling") is not None or forward.get("num_samples", 1) > 1:
+            raise ValueError("self_consistency, best_of_n and num_return_sequences take one question per call.")
+        video_kwargs = dict(preprocess.get("video_kwargs") or {})
+        video_processor = self.processor.video_processor
+        codec_kwargs = video_processor._codec_kwargs(video_processor._options(video_kwargs))
+        primitives = video_processor.fetch_videos(video, **codec_kwargs)  # as a one-shot call extracts it
+        video_kwargs.pop("max_steps", None)  # sampling is done; the session keeps every extracted step
+        session = CoPEVideoSession(self.model, self.processor, **video_kwargs).ingest(primitives)
+        options = self._generation_options(forward.get("generate_kwargs"), sample=False)
+        options.pop("num_return_sequences", None)
+        results = []
+        for question in questions:
+            text = f"{question}\n{THINK_INSTRUCTION}" if preprocess.get("reasoning") else question
+            generated = session.generate(text, **options)
+            texts = self.processor.post_process_image_text_to_text(generated, skip_special_tokens=True)
+            results.append([parse_answer(t) for t in texts])
+        return results
+
     # ------------------------------------------------------------------------------------------------ preprocess
-    def preprocess(self, inputs, question=None, reasoning=False, video_kwargs=None):
+    def preprocess(self, inputs, question=None, reasoning=False, video_kwargs=None, errors="raise"):
+        """One input -> model inputs. With errors="return" a failing input becomes an error marker that batching,
+        `_forward` and `postprocess` carry to its place in the results (issue 16, D11: one corrupt file in a batch
+        no longer loses the others' answers); otherwise the error is raised with the input named."""
+        try:
+            return self._preprocess_one(inputs, question, reasoning, video_kwargs)
+        except Exception as e:
+            if errors == "return":
+                return {_ERROR_KEY: {"error": str(e), "type": type(e).__name__}}
+            name = inputs.get("video") if isinstance(inputs, dict) else inputs
+            if hasattr(e, "add_note") and isinstance(name, (str, os.PathLike)) and os.fspath(name) not in str(e):
+                e.add_note(f"video-question-answering: while processing {os.fspath(name)}")
+            raise
+
+    def _preprocess_one(self, inputs, question=None, reasoning=False, video_kwargs=None):
         if isinstance(inputs, dict):
             if "video" not in inputs:
                 raise ValueError('A dict input needs a "video" key (and optionally "question").')
@@ -201,6 +278,7 @@ class VideoQuestionAnsweringPipeline(Pipeline):
             )
         if not question:
             raise ValueError("video-question-answering needs a question: pipe(video, question='...').")
+        self._note_untrained_question(question)
         text = f"{question}\n{THINK_INSTRUCTION}" if reasoning else question
         messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]}]
         prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -209,9 +287,28 @@ class VideoQuestionAnsweringPipeline(Pipeline):
         )
         return dict(model_inputs)
 
+    def _note_untrained_question(self, question: str) -> None:
+        """One warning line when the checkpoint lists the questions it was trained for (`config.trained_questions`:
+        regular expressions over the question's first line, case-insensitive) and this question matches none:
+        a small model answers anything with confidence, so the caller is told at run time, not only in the card."""
+        patterns = getattr(self.model.config, "trained_questions", None)
+        if not patterns:
+            return
+        first = question.strip().splitlines()[0].strip()
+        if any(re.fullmatch(pattern, first, flags=re.IGNORECASE) for pattern in patterns):
+            return
+        examples = "; ".join(getattr(self.model.config, "trained_question_examples", None) or patterns)
+        logger.warning(f"this model was trained only for questions like: {examples}. {first!r} is none of them, so "
+                       "its answer is not meaningful.")
+
     # ------------------------------------------------------------------------------------------------ batching
     def _collate(self, items: list[dict]) -> dict:
-        """Left-pad the prompts (generation continues at the right edge); concatenate keyframes and Δ steps."""
+        """Left-pad the prompts (generation continues at the right edge); concatenate keyframes and Δ steps.
+        Inputs that failed (errors="return") are left out of the tensors and listed, in place, under `_ERROR_KEY`."""
+        errors = [item.get(_ERROR_KEY) for item in items]
+        if any(error is not None for error in errors):
+            good = [item for item in items if _ERROR_KEY not in item]
+            return {**(self._collate(good) if good else {}), _ERROR_KEY: errors}
         pad_id = self.tokenizer.pad_token_id
         if pad_id is None:
             raise ValueError("Batching needs a tokenizer pad token.")
@@ -308,6 +405,15 @@ class VideoQuestionAnsweringPipeline(Pipeline):
         return merged
 
     def _forward(self, model_inputs, generate_kwargs=None, num_samples=1, sample=False, scaling=None):
+        if _ERROR_KEY in model_inputs:
+            errors = model_inputs[_ERROR_KEY]
+            if isinstance(errors, dict):  # batch_size=1: this input failed
+                return {_ERROR_KEY: errors}
+            good = {key: value for key, value in model_inputs.items() if key != _ERROR_KEY}
+            rows = iter(self._forward(good, generate_kwargs, num_samples, sample, scaling)["generated_ids"]
+                        if good else ())
+            return {"generated_ids": [None if error is not None else next(rows) for error in errors],
+                    _ERROR_KEY: errors}
         if scaling is not None:
             return self._scaled_forward(model_inputs, generate_kwargs, scaling)
         inputs = dict(model_inputs)
@@ -361,6 +467,8 @@ class VideoQuestionAnsweringPipeline(Pipeline):
 
     # ---------------------------------------------------------------------------------------------- postprocess
     def postprocess(self, model_outputs):
+        if model_outputs.get(_ERROR_KEY) is not None:
+            return [dict(model_outputs[_ERROR_KEY])]
         if "scaled" in model_outputs:
             scaled = dict(model_outputs["scaled"][0])
             chain = scaled.pop("chain")

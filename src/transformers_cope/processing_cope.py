@@ -9,7 +9,7 @@ is preceded by `Time {t:.1f}s:` as in VideoLLaMA3. Ships as Hub remote code (fla
 
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin
 
-from .video_processing_cope import CoPEVideoProcessor, CoPEVideosKwargs, flatten_videos
+from .video_processing_cope import CoPEVideoProcessor, CoPEVideoProcessorInitKwargs, flatten_videos
 
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
@@ -72,7 +72,7 @@ def add_cope_special_tokens(tokenizer, chat_template: str | None = CHAT_TEMPLATE
 class CoPEProcessorKwargs(ProcessingKwargs, total=False):
     """Routes the video processor's knobs (keyframes_per_gop, codec_size, ...) given flat to `processor(...)`."""
 
-    videos_kwargs: CoPEVideosKwargs
+    videos_kwargs: CoPEVideoProcessorInitKwargs
     _defaults = {}  # TypedDicts do not inherit it, and transformers 5.17's apply_chat_template reads it
 
 
@@ -166,6 +166,12 @@ class CoPEVideoLMProcessor(ProcessorMixin):
             texts = [text] if isinstance(text, str) else text
             if not all(isinstance(sample, str) for sample in texts):
                 raise ValueError("`text` must be a string or a list of strings.")
+            # Only the processor writes the expansion tokens: typed by a user they would shift every placeholder
+            # after them and fail later inside generate (issue 16, D10).
+            for token in (self.delta_token, self.delta_end_token, self.frame_newline_token):
+                if any(token in sample for sample in texts):
+                    raise ValueError(f"The text contains {token}, a token only the processor inserts (when it "
+                                     f"expands a video); remove it from the text.")
             n_text = sum(sample.count(self.video_token) for sample in texts)
             n_videos = len(flatten_videos(videos)) if videos is not None else 0
             if n_text != n_videos:

@@ -6,11 +6,15 @@ so it imports its siblings only as `from .x import Y`.
 """
 
 
+import io
 import math
 import os
+from fractions import Fraction
 from typing import Any
 
+import av
 import numpy as np
+import PIL.Image
 import torch
 import torch.nn.functional as F
 
@@ -20,26 +24,52 @@ from transformers.processing_utils import Unpack, VideosKwargs
 from transformers.video_processing_utils import BaseVideoProcessor
 
 from .codec import DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS, extract_primitives
+from .errors import check_number
 
 _CAPS = ("max_steps", "max_pixels", "max_frames")  # None means "no cap" here, not "class default"
 
 
-class CoPEVideosKwargs(VideosKwargs, total=False):
-    """Per-call knobs of `CoPEVideoProcessor`; every one is also an instance attribute, so checkpoints pin them.
+class CoPEVideoProcessorInitKwargs(VideosKwargs, total=False):
+    r"""Per-call knobs of `CoPEVideoProcessor`; every one is also an instance attribute, so checkpoints pin them.
 
-    gop_size / keyframes_per_gop: steps per GOP and how many of them are RGB keyframes ("I"); the rest are Δ steps.
-    codec_size: side of the square frames the codec layer extracts (MV grid = codec_size // mv_block).
-    codec_mode: "auto" | "transcode" | "native" (see `extract_primitives`).
-    codec_fps: codec frames per second the transcode path re-encodes inside each Δ window (see `extract_primitives`).
-    mv_block, residual_scale: MV cell size in pixels; residual resolution relative to codec_size.
-    mv_normalizer, mv_clip: motion vectors are divided by mv_normalizer and clipped to +-mv_clip.
-    residual_std: residuals are divided by 255 and then by residual_std.
-    max_steps: cap on steps per video (uniform sampling beyond it, like VideoLLaMA3); None = no cap.
-    max_pixels, max_frames: memory guards of the codec layer: pixels per source frame (checked from the stream
-        header before decoding) and decoded source frames; above them a VideoTooLargeError is raised. None = no cap.
-    patch_size, pooling: vision patch size and the spatial pooling factor (tokens per keyframe side =
-        ceil((size // patch_size) / pooling)).
-    use_token_compression, compression_threshold: VideoLLaMA3-style pruning of unchanged keyframe tokens.
+    gop_size (`int`, *optional*, defaults to 8):
+        Steps per GOP.
+    keyframes_per_gop (`int`, *optional*, defaults to 1):
+        RGB keyframes ("I" steps) per GOP; the other steps are Δ steps.
+    codec_size (`int`, *optional*, defaults to 224):
+        Side of the square frames the codec layer extracts (MV grid = codec_size // mv_block).
+    codec_mode (`str`, *optional*, defaults to `"auto"`):
+        "auto" | "transcode" | "native" (see `extract_primitives`). Decoded frames always take "transcode".
+    codec_fps (`float`, *optional*, defaults to 5.0):
+        Codec frames per second the transcode path re-encodes inside each Δ window (see `extract_primitives`).
+    mv_block (`int`, *optional*, defaults to 16):
+        MV cell size in pixels.
+    residual_scale (`float`, *optional*, defaults to 0.25):
+        Residual resolution relative to codec_size.
+    mv_normalizer (`float`, *optional*, defaults to 20.0):
+        Motion vectors are divided by it...
+    mv_clip (`float`, *optional*, defaults to 10.0):
+        ...and clipped to +-mv_clip.
+    residual_std (`float`, *optional*, defaults to 0.1):
+        Residuals are divided by 255 and then by residual_std.
+    max_steps (`int`, *optional*, defaults to 64):
+        Cap on steps per video (uniform sampling beyond it, like VideoLLaMA3); None = no cap.
+    max_pixels (`int`, *optional*):
+        Memory guard of the codec layer: pixels per source frame (checked from the stream header before decoding);
+        above it a VideoTooLargeError is raised. None = no cap.
+    max_frames (`int`, *optional*):
+        Memory guard of the codec layer: decoded source frames. None = no cap.
+    frames_fps (`float`, *optional*):
+        Frame rate of decoded frames passed as `videos` (arrays, tensors, PIL lists); default: `video_metadata`'s
+        fps when given, else `fps` (each frame is one step).
+    patch_size (`int`, *optional*, defaults to 14):
+        Vision patch size.
+    pooling (`int`, *optional*, defaults to 2):
+        Spatial pooling factor (tokens per keyframe side = ceil((size // patch_size) / pooling)).
+    use_token_compression (`bool`, *optional*, defaults to `False`):
+        VideoLLaMA3-style pruning of unchanged keyframe tokens.
+    compression_threshold (`float`, *optional*, defaults to 0.1):
+        Mean absolute pixel change (0..255) below which a keyframe token is pruned.
     """
 
     gop_size: int
@@ -59,6 +89,10 @@ class CoPEVideosKwargs(VideosKwargs, total=False):
     pooling: int
     use_token_compression: bool
     compression_threshold: float
+    frames_fps: float | None
+
+
+CoPEVideosKwargs = CoPEVideoProcessorInitKwargs  # the name before 0.2; kept for imports that use it
 
 
 def _is_primitives(obj: Any) -> bool:
@@ -67,26 +101,88 @@ def _is_primitives(obj: Any) -> bool:
 
 
 def _is_video_ref(obj: Any) -> bool:
-    return isinstance(obj, (str, os.PathLike)) or _is_primitives(obj)
+    return isinstance(obj, (str, os.PathLike, bytes)) or _is_primitives(obj)
+
+
+def _is_frame(obj: Any) -> bool:
+    """One decoded frame: a PIL image, or a 3-D array / tensor (H, W, C) or (C, H, W)."""
+    return isinstance(obj, PIL.Image.Image) or (isinstance(obj, (np.ndarray, torch.Tensor)) and obj.ndim == 3)
+
+
+def _is_decoded_video(obj: Any) -> bool:
+    """One video as decoded frames (the `BaseVideoProcessor` input contract): a 4-D array / tensor, or a list of
+    frames."""
+    if isinstance(obj, (np.ndarray, torch.Tensor)):
+        return obj.ndim == 4
+    return isinstance(obj, (list, tuple)) and len(obj) > 0 and all(_is_frame(f) for f in obj)
 
 
 def flatten_videos(videos: Any) -> list:
-    """One flat list of videos from a path, a `CodecPrimitives`, or (nested) lists of them.
+    """One flat list of videos from a path, MP4 bytes, a `CodecPrimitives`, decoded frames (a `(T, H, W, 3)` array
+    or tensor, or a list of PIL images / 3-D arrays), or (nested) lists of them.
 
     `apply_chat_template` hands over `list[list[path]]` (one list per conversation); batching concatenates, so order
-    is conversation by conversation, video by video.
+    is conversation by conversation, video by video. A single 3-D frame is a one-frame video.
     """
-    if _is_video_ref(videos):
+    if _is_video_ref(videos) or _is_decoded_video(videos):
         return [videos]
+    if _is_frame(videos):
+        return [[videos]]
     if isinstance(videos, (list, tuple)):
         flat = []
         for item in videos:
             flat.extend(flatten_videos(item))
         return flat
     raise TypeError(
-        "CoPEVideoProcessor takes video file paths or CodecPrimitives (or lists of them); "
-        f"got {type(videos).__name__}. Decoded frame arrays carry no codec motion vectors."
+        "CoPEVideoProcessor takes video file paths, MP4 bytes, CodecPrimitives or decoded frames ((T, H, W, 3) "
+        f"arrays/tensors, lists of PIL images), or lists of them; got {type(videos).__name__}."
     )
+
+
+def _frames_uint8(video: Any) -> np.ndarray:
+    """Decoded frames -> uint8 `(T, H, W, 3)` RGB. Floats are read as 0..1 (as `do_rescale` expects of them);
+    channel-first frames `(T, 3, H, W)` (torch's layout) are moved to channel-last."""
+    if isinstance(video, (list, tuple)):
+        frames = [np.asarray(f.convert("RGB")) if isinstance(f, PIL.Image.Image) else
+                  (f.numpy() if isinstance(f, torch.Tensor) else np.asarray(f)) for f in video]
+        array = np.stack(frames)
+    else:
+        array = video.detach().cpu().numpy() if isinstance(video, torch.Tensor) else np.asarray(video)
+    if array.ndim != 4:
+        raise ValueError(f"decoded video frames must be (T, H, W, 3); got shape {array.shape}")
+    if array.shape[-1] not in (1, 3, 4) and array.shape[1] in (1, 3, 4):
+        array = array.transpose(0, 2, 3, 1)
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    elif array.shape[-1] == 4:
+        array = array[..., :3]
+    if array.shape[-1] != 3:
+        raise ValueError(f"decoded video frames must be RGB (T, H, W, 3); got shape {array.shape}")
+    if array.dtype != np.uint8:
+        array = np.asarray(array, dtype=np.float64)
+        array = np.clip(np.rint(array * 255.0 if array.max(initial=0.0) <= 1.0 else array), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(array)
+
+
+def encode_frames(frames: np.ndarray, fps: float) -> bytes:
+    """Decoded RGB frames -> an in-memory lossless video (FFV1 in Matroska) at `fps`, for the codec layer.
+
+    Why lossless and not the final codec: the codec layer's transcode path re-encodes the sampled frames itself (I/P,
+    one reference, a codec I-frame at every "I" step), which is where the motion vectors come from; this container
+    only hands it the frames and their times unchanged."""
+    if fps <= 0:
+        raise ValueError(f"frames_fps must be > 0, got {fps}")
+    rate = Fraction(fps).limit_denominator(1001)
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="matroska") as container:
+        stream = container.add_stream("ffv1", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "bgr0"
+        for index, frame in enumerate(frames):
+            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            video_frame.pts, video_frame.time_base = index, 1 / rate
+            container.mux(stream.encode(video_frame))
+        container.mux(stream.encode(None))
+    return buffer.getvalue()
 
 
 class CoPEVideoProcessor(BaseVideoProcessor):
@@ -128,7 +224,8 @@ class CoPEVideoProcessor(BaseVideoProcessor):
     pooling = 2
     use_token_compression = False
     compression_threshold = 0.1
-    valid_kwargs = CoPEVideosKwargs
+    frames_fps = None
+    valid_kwargs = CoPEVideoProcessorInitKwargs
     model_input_names = [
         "pixel_values_videos",
         "delta_motion_vectors",
@@ -138,7 +235,7 @@ class CoPEVideoProcessor(BaseVideoProcessor):
         "video_timestamps",
     ]
 
-    def __init__(self, **kwargs: Unpack[CoPEVideosKwargs]) -> None:
+    def __init__(self, **kwargs: Unpack[CoPEVideoProcessorInitKwargs]) -> None:
         super().__init__(**kwargs)
         # BaseImageProcessor treats None as "use the class default"; keep an explicit None cap (no cap).
         for name in _CAPS:
@@ -190,20 +287,40 @@ class CoPEVideoProcessor(BaseVideoProcessor):
             "max_frames": None if options["max_frames"] is None else int(options["max_frames"]),
         }
 
-    def fetch_videos(self, video_url_or_urls, sample_indices_fn=None, **codec_kwargs):
-        """Decode paths with the codec layer (PyAV). `CodecPrimitives` pass through; lists map element-wise.
+    def fetch_videos(self, video_url_or_urls, sample_indices_fn=None, frames_fps: float | None = None, **codec_kwargs):
+        """Decode paths / MP4 bytes with the codec layer (PyAV). `CodecPrimitives` pass through; lists map
+        element-wise. Decoded frames are encoded in memory (`encode_frames`, at `frames_fps`, default: one frame per
+        step) and go through the codec layer's transcode path, so their Δ steps carry real codec motion vectors.
 
         Steps are sampled by the codec layer at `fps`, so `sample_indices_fn` is not supported.
         """
         if sample_indices_fn is not None:
             raise ValueError("CoPEVideoProcessor samples steps in the codec layer (fps, max_steps); "
                              "`sample_indices_fn` is not supported.")
+        codec_kwargs = codec_kwargs or self._codec_kwargs(self._options({}))
+        if _is_decoded_video(video_url_or_urls):
+            data = encode_frames(_frames_uint8(video_url_or_urls), frames_fps or codec_kwargs["fps"])
+            return extract_primitives(data, **{**codec_kwargs, "mode": "transcode"})
         if isinstance(video_url_or_urls, (list, tuple)):
-            return [self.fetch_videos(video, **codec_kwargs) for video in video_url_or_urls]
+            return [self.fetch_videos(video, frames_fps=frames_fps, **codec_kwargs) for video in video_url_or_urls]
         if _is_primitives(video_url_or_urls):
             return video_url_or_urls
-        codec_kwargs = codec_kwargs or self._codec_kwargs(self._options({}))
         return extract_primitives(video_url_or_urls, **codec_kwargs)
+
+    @staticmethod
+    def _frames_fps(options: dict, index: int) -> float | None:
+        """Frame rate of the `index`-th video when it is given as decoded frames: `frames_fps`, else the fps of its
+        `video_metadata` (a `VideoMetadata` / dict, or a list of them), else None (one frame per step)."""
+        if options.get("frames_fps") is not None:
+            return float(options["frames_fps"])
+        metadata = options.get("video_metadata")
+        if isinstance(metadata, (list, tuple)):  # one per video, possibly nested like the videos: [[m0], [m1]]
+            flat = []
+            for item in metadata:
+                flat.extend(item if isinstance(item, (list, tuple)) else [item])
+            metadata = flat[index] if index < len(flat) else None
+        fps = metadata.get("fps") if isinstance(metadata, dict) else getattr(metadata, "fps", None)
+        return None if fps is None else float(fps)
 
     # ---------------------------------------------------------------------------------------- preprocessing
     def _options(self, kwargs: dict) -> dict:
@@ -217,8 +334,24 @@ class CoPEVideoProcessor(BaseVideoProcessor):
         options["return_tensors"] = kwargs.get("return_tensors")
         return options
 
-    def preprocess(self, videos, **kwargs: Unpack[CoPEVideosKwargs]) -> BatchFeature:
+    @staticmethod
+    def _check_knobs(options: dict) -> None:
+        """Numeric knobs finite and in range, one-line ValueError (issue 16, D8): residual_std=0 or
+        mv_normalizer=0 used to give inf/NaN features silently, NaN/inf an OverflowError from int()."""
+        positive = ("fps", "codec_fps", "mv_normalizer", "mv_clip", "residual_std")
+        for name in positive:
+            check_number(name, options[name], low=0, high=1e6, low_open=True)
+        check_number("frames_fps", options.get("frames_fps"), low=0, high=1e6, low_open=True, optional=True)
+        check_number("residual_scale", options["residual_scale"], low=0, high=1, low_open=True)
+        check_number("compression_threshold", options["compression_threshold"], low=0)
+        for name in ("gop_size", "keyframes_per_gop", "codec_size", "mv_block", "patch_size", "pooling"):
+            check_number(name, options[name], low=1, high=10**6, integer=True)
+        for name in ("max_steps", "max_pixels", "max_frames", "num_frames"):
+            check_number(name, options.get(name), low=1, integer=True, optional=True)
+
+    def preprocess(self, videos, **kwargs: Unpack[CoPEVideoProcessorInitKwargs]) -> BatchFeature:
         options = self._options(kwargs)
+        self._check_knobs(options)
         for name in ("do_center_crop", "do_pad"):
             if options.get(name):
                 raise ValueError(f"CoPEVideoProcessor does not support {name}=True.")
@@ -226,7 +359,10 @@ class CoPEVideoProcessor(BaseVideoProcessor):
         if not flat:
             raise ValueError("CoPEVideoProcessor got no videos.")
         codec_kwargs = self._codec_kwargs(options)
-        primitives = [self.fetch_videos(video, **codec_kwargs) for video in flat]
+        primitives = [
+            self.fetch_videos(video, frames_fps=self._frames_fps(options, i), **codec_kwargs)
+            for i, video in enumerate(flat)
+        ]
         return self._primitives_to_features(primitives, options)
 
     def _resized_keyframes(self, keyframes: np.ndarray, options: dict) -> torch.Tensor:
@@ -244,9 +380,10 @@ class CoPEVideoProcessor(BaseVideoProcessor):
         """Rescale and normalise 0..255 values in place: ((x * rescale_factor) - mean) / std, the usual order."""
         if options["do_rescale"]:
             pixels.mul_(float(options["rescale_factor"]))
-        if options["do_normalize"]:
-            pixels.sub_(torch.tensor(list(options["image_mean"]), dtype=torch.float32).view(1, 3, 1, 1))
-            pixels.div_(torch.tensor(list(options["image_std"]), dtype=torch.float32).view(1, 3, 1, 1))
+        if options["do_normalize"]:  # a scalar or one value per RGB channel (extra values, e.g. alpha, unused)
+            mean, std = (torch.as_tensor(options[k], dtype=torch.float32).reshape(-1)[:3] for k in ("image_mean", "image_std"))
+            pixels.sub_(mean.view(1, -1, 1, 1))
+            pixels.div_(std.view(1, -1, 1, 1))
         return pixels
 
     def _compression_mask(self, frames: torch.Tensor, grid: int, threshold: float) -> torch.Tensor:
@@ -338,4 +475,4 @@ class CoPEVideoProcessor(BaseVideoProcessor):
         )
 
 
-__all__ = ["CoPEVideoProcessor", "CoPEVideosKwargs", "flatten_videos"]
+__all__ = ["CoPEVideoProcessor", "CoPEVideoProcessorInitKwargs", "CoPEVideosKwargs", "encode_frames", "flatten_videos"]

@@ -453,8 +453,10 @@ def render_video(path: str | Path, scene: Scene, *, codec: str = "libx264", fps:
         cc = stream.codec_context
         cc.thread_count = max(int(threads), 1)
         if codec == "libx264":
+            # mbtree=0: macroblock-tree rate control is the one x264 stage this project has measured giving different
+            # bitstreams for identical input (codec.py, single-threaded); it only moves bits between macroblocks.
             params = ["scenecut=0", "ref=1" if bframes == 0 else "ref=2", f"bframes={bframes}", "b-adapt=0",
-                      "b-pyramid=none", "open-gop=0"]
+                      "b-pyramid=none", "open-gop=0", "mbtree=0"]
             if gop_size is not None:
                 params += [f"keyint={gop_size}", f"min-keyint={gop_size}"]
             stream.options = {"preset": preset, "crf": str(crf), "x264-params": ":".join(params),

@@ -29,6 +29,7 @@ __all__ = [
     "ANSWER_ACCURACY_PATH",
     "EvalResult",
     "evaluate_video_qa",
+    "greedy_answers",
     "load_answer_accuracy",
     "load_model_and_processor",
     "prompt_messages",
@@ -90,6 +91,25 @@ def _stop_ids(processor) -> list[int]:
 
 
 @torch.no_grad()
+def greedy_answers(model, processor, conversations: Sequence[list], *, collator: CoPEDataCollator | None = None,
+                   max_new_tokens: int = 8) -> list[str]:
+    """Greedy answers (decoded text after the prompt) for one batch of generation prompts (chat messages).
+
+    The one decoding path of the harness; adapters (e.g. the lmms-eval model) call it so that their answers are the
+    harness's answers for the same prompts.
+    """
+    collator = collator or CoPEDataCollator(processor, padding_side="left")
+    tokenizer = processor.tokenizer
+    device = next(model.parameters()).device
+    batch = collator.pad([collator.encode(messages, add_generation_prompt=True) for messages in conversations])
+    batch.pop("labels", None)
+    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=_stop_ids(processor),
+                         pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+@torch.no_grad()
 def evaluate_video_qa(
     model_or_path,
     records: str | os.PathLike | Sequence[dict],
@@ -115,26 +135,14 @@ def evaluate_video_qa(
     metric = metric or load_answer_accuracy()
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
-    tokenizer = processor.tokenizer
-    stop_ids = _stop_ids(processor)
     predictions = []
     try:
         bar = tqdm(total=len(records), desc="evaluate" + (" (keyframes only)" if keyframes_only else ""),
                    disable=not progress)
         for start in range(0, len(records), batch_size):
             chunk = records[start : start + batch_size]
-            batch = collator.pad([collator.encode(prompt_messages(r), add_generation_prompt=True) for r in chunk])
-            batch.pop("labels", None)
-            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            out = model.generate(
-                **batch,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                eos_token_id=stop_ids,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-            texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+            texts = greedy_answers(model, processor, [prompt_messages(r) for r in chunk], collator=collator,
+                                   max_new_tokens=max_new_tokens)
             for record, text in zip(chunk, texts):
                 predictions.append({
                     "id": record.get("id"), "task": record.get("task", "all"), "prediction": text.strip(),
