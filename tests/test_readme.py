@@ -88,7 +88,10 @@ def test_install_commands_name_real_extras_and_versions():
     import transformers
 
     claimed = re.search(r"transformers ([\d.]+) \(the version `pip` picks here\)", README)
-    assert claimed and transformers.__version__.startswith(claimed.group(1).rsplit(".", 1)[0]), claimed
+    floor = re.search(r"and on ([\d.]+), the oldest supported", README)
+    assert claimed and floor, "the README names no tested transformers versions"
+    tested = [v.group(1).rsplit(".", 1)[0] for v in (claimed, floor)]  # the newest release and the oldest supported
+    assert transformers.__version__.rsplit(".", 1)[0] in tested, (transformers.__version__, tested)
 
 
 def test_python_blocks_run_on_a_real_clip(media_dir, tmp_path, monkeypatch):
