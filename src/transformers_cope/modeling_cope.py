@@ -524,10 +524,10 @@ class CoPEVideoLMPreTrainedModel(_SafetensorsOnlyLoading, PreTrainedModel):
     _supports_sdpa = True
     _supports_flex_attn = True
     _supports_attention_backend = True
-    # The prefill is data-dependent (how many placeholders the video inputs fill: masked_scatter), as in VideoLlama3,
-    # which sets False. The decode steps are not: video inputs reach the prefill only (`prepare_inputs_for_generation`)
-    # and a forward without them is the plain LM, so generation may compile them (static cache, compiled decoding);
-    # tests/test_generation_paths.py checks `torch.compile(model.forward, fullgraph=True)` on a decode step.
+    # The decode steps compile: video inputs reach the prefill only (`prepare_inputs_for_generation`) and a forward
+    # without them is the plain LM (static cache, compiled decoding; tests/test_generation_paths.py checks
+    # `torch.compile(model.forward, fullgraph=True)` on a decode step). The prefill's merge has static shapes too (one
+    # cumsum-indexed gather, `_merge_features`); only the optional `video_compression_mask` selects data-dependently.
     _can_compile_fullgraph = True
 
 class CoPEVideoLMModel(CoPEVideoLMPreTrainedModel):
