@@ -4,24 +4,9 @@ Each test runs an example's own `main` with fewer samples/steps and checks that 
 against its control; the margins sit well inside the spread measured on the full runs (README training table).
 """
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def load(name):
-    sys.path.insert(0, str(EXAMPLES))
-    try:
-        spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(EXAMPLES))
+from _examples import load
 
 
 @pytest.fixture(autouse=True)
