@@ -135,6 +135,23 @@ def default_workdir() -> Path:
     return Path(os.environ.get("COPE_BENCH_DIR", Path(os.environ.get("TMPDIR", "/tmp")) / "cope_bench"))
 
 
+def texture(height: int, width: int, seed: int):
+    """A 1/f ("pink") colour texture, uint8 (height, width, 3): the spectrum of natural images, so synthetic pans
+    cost the encoder and decoder what real footage does. Same seed => same pixels."""
+    import numpy as np
+
+    g = np.random.default_rng(seed)
+    fy = np.fft.fftfreq(height)[:, None]
+    fx = np.fft.rfftfreq(width)[None, :]
+    amp = 1.0 / np.maximum(np.hypot(fx, fy), 1.0 / max(height, width))
+    out = np.empty((height, width, 3), np.float32)
+    for c in range(3):
+        spec = amp * np.exp(2j * np.pi * g.random(amp.shape))
+        img = np.fft.irfft2(spec, s=(height, width))
+        out[..., c] = (img - img.mean()) / (img.std() + 1e-9)
+    return np.clip(128 + 40 * out, 0, 255).astype(np.uint8)
+
+
 def generated_1080p_clip(workdir: Path, *, seconds: int = 10, fps: int = 30, bframes: int = 3) -> Path:
     """A 1920x1080 H.264 clip like a camera or web file (High profile, B-frames, x264's default GOP), made fast:
     one 1/f colour texture panned by whole pixels, a textured square moving across it, and mild sensor noise so the
@@ -150,18 +167,6 @@ def generated_1080p_clip(workdir: Path, *, seconds: int = 10, fps: int = 30, bfr
     h, w, pan = 1080, 1920, (3, 1)  # content moves 3 px right and 1 px down per frame
     n = seconds * fps
     big_h, big_w = h + pan[1] * n + 8, w + pan[0] * n + 8
-
-    def texture(height, width, seed):
-        g = np.random.default_rng(seed)
-        fy = np.fft.fftfreq(height)[:, None]
-        fx = np.fft.rfftfreq(width)[None, :]
-        amp = 1.0 / np.maximum(np.hypot(fx, fy), 1.0 / max(height, width))
-        out = np.empty((height, width, 3), np.float32)
-        for c in range(3):
-            spec = amp * np.exp(2j * np.pi * g.random(amp.shape))
-            img = np.fft.irfft2(spec, s=(height, width))
-            out[..., c] = (img - img.mean()) / (img.std() + 1e-9)
-        return np.clip(128 + 40 * out, 0, 255).astype(np.uint8)
 
     background = texture(big_h, big_w, 1)
     sprite = texture(240, 240, 2)

@@ -49,6 +49,7 @@ from _common import (  # noqa: E402
     median,
     synchronize,
     table,
+    texture,
 )
 from bench_ttft import PAPER_TEXT, build_config, build_model, build_processor  # noqa: E402
 
@@ -77,16 +78,6 @@ def panned_clip(workdir: Path, *, seconds: int, fps: int, height: int, width: in
     n = seconds * fps
     pan = (2, 1)
     span_x, span_y = 4 * width, 4 * height  # the camera sweeps back and forth over a 4x larger texture
-
-    def texture(h, w, seed):
-        g = np.random.default_rng(seed)
-        fy, fx = np.fft.fftfreq(h)[:, None], np.fft.rfftfreq(w)[None, :]
-        amp = 1.0 / np.maximum(np.hypot(fx, fy), 1.0 / max(h, w))
-        out = np.empty((h, w, 3), np.float32)
-        for c in range(3):
-            img = np.fft.irfft2(amp * np.exp(2j * np.pi * g.random(amp.shape)), s=(h, w))
-            out[..., c] = (img - img.mean()) / (img.std() + 1e-9)
-        return np.clip(128 + 40 * out, 0, 255).astype(np.uint8)
 
     background = texture(span_y + height, span_x + width, 1)
     side = max(16, height // 4)
