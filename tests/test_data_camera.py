@@ -75,3 +75,18 @@ def test_bad_photos_are_refused():
         CameraMotionQA([np.zeros((32, 32, 3), np.uint8)])
     with pytest.raises(ValueError, match="unknown tasks"):
         CameraMotionQA(PHOTOS, tasks=("zoom",))
+    with pytest.raises(ValueError, match="object_sizes"):
+        CameraMotionQA(PHOTOS, object_sizes=(0.5, 0.9))
+    with pytest.raises(ValueError, match="object_speeds"):
+        CameraMotionQA(PHOTOS, object_speeds=(0.3, 0.1))
+
+
+def test_subject_knobs_draw_large_fast_objects():
+    """The embedded model's "subjects" set: every clip has a subject in the knobs' ranges."""
+    from transformers_cope.embedded_training import SUBJECT_KNOBS
+
+    qa = CameraMotionQA(PHOTOS, **SUBJECT_KNOBS)
+    for seed in range(20):
+        obj = qa.draw(seed, "static")["object"]
+        assert obj is not None and 0.3 <= obj["size"] <= 0.7
+        assert 0.05 - 1e-9 <= float(np.hypot(*obj["velocity"])) <= 0.4 + 1e-9

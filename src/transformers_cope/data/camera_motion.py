@@ -77,11 +77,17 @@ class CameraMotionQA:
     tasks: "camera_motion" ("How does the camera move?": left/right/up/down/static, open word or 4 options) and
     "camera_pan_photo" (the synthetic benchmark's "Does the camera pan left or right?" over photos). A dataset is a
     pure function of (photos, knobs, seed, split, num_samples).
+
+    The independent object appears with `object_probability`; its side is drawn from `object_sizes` (fractions of
+    the frame height) and its speed from `object_speeds` (frames per second). The defaults keep it small and slow;
+    a "subjects" set (large, fast: see embedded_training.SUBJECT_KNOBS) teaches that a big subject moving in front
+    of a still camera is not the camera moving.
     """
 
     def __init__(self, photos: Sequence[np.ndarray], *, tasks: Sequence[str] = CAMERA_TASKS,
                  durations: Sequence[int] = (4, 5, 6, 7, 8), heights: Sequence[int] = (72, 96, 128),
-                 fps_choices: Sequence[int] = (10, 15, 25), object_probability: float = 0.5):
+                 fps_choices: Sequence[int] = (10, 15, 25), object_probability: float = 0.5,
+                 object_sizes: tuple[float, float] = (0.15, 0.45), object_speeds: tuple[float, float] = (0.0, 0.15)):
         if not photos:
             raise ValueError("CameraMotionQA needs at least one photo")
         unknown = [t for t in tasks if t not in CAMERA_TASKS]
@@ -94,6 +100,9 @@ class CameraMotionQA:
         self.tasks = tuple(tasks)
         self.durations, self.heights, self.fps_choices = tuple(durations), tuple(heights), tuple(fps_choices)
         self.object_probability = float(object_probability)
+        self.object_sizes, self.object_speeds = _range("object_sizes", object_sizes), _range("object_speeds", object_speeds)
+        if not 0.0 < self.object_sizes[1] <= 0.8:
+            raise ValueError(f"object_sizes must lie in (0, 0.8] of the frame height, got {object_sizes}")
 
     # --------------------------------------------------------------------------------------------------- scene
     def draw(self, seed: int, motion: str) -> dict:
@@ -117,12 +126,12 @@ class CameraMotionQA:
         obj = None
         if rng.random() < self.object_probability:
             src = int(rng.integers(len(self.photos)))
-            size = float(rng.uniform(0.15, 0.45))  # fraction of the frame height
+            size = float(rng.uniform(*self.object_sizes))  # fraction of the frame height
             obj = {"photo": src, "size": size, "ellipse": bool(rng.random() < 0.5),
                    "src_xy": [float(rng.uniform(0.1, 0.6)), float(rng.uniform(0.1, 0.6))],
                    "xy": [float(rng.uniform(0.1, 0.9 - size)), float(rng.uniform(0.1, 0.9 - size))]}
             # the object's own motion (frame fractions per second), independent of the camera's
-            ang, spd = float(rng.uniform(0, 2 * np.pi)), float(rng.uniform(0.0, 0.15))
+            ang, spd = float(rng.uniform(0, 2 * np.pi)), float(rng.uniform(*self.object_speeds))
             obj["velocity"] = [spd * np.cos(ang), spd * np.sin(ang)]
         codec = ["libx264", "libx264", "mpeg4"][int(rng.integers(3))]
         bframes = int(rng.choice([0, 0, 2])) if codec == "libx264" else 0
@@ -199,6 +208,13 @@ class CameraMotionQA:
                 fh.write(json.dumps(rec) + "\n")
         os.replace(tmp, out_dir / f"{split}.jsonl")
         return [_absolute(r, out_dir) for r in records]
+
+
+def _range(name: str, value) -> tuple[float, float]:
+    lo, hi = (float(v) for v in value)
+    if not (np.isfinite(lo) and np.isfinite(hi) and 0.0 <= lo <= hi):
+        raise ValueError(f"{name} must be a (low, high) pair with 0 <= low <= high, got {value!r}")
+    return lo, hi
 
 
 # ------------------------------------------------------------------------------------------------------ rendering
