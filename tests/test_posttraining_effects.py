@@ -32,6 +32,21 @@ def test_grpo_raises_sampled_accuracy_over_its_sft_start(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_temporal_grpo_keeps_up_with_grpo_on_an_order_sensitive_task(tmp_path):
+    """which_half (the answer is the order of the Δ steps): T-GRPO's held-out sampled accuracy, scored without its
+    bonus, is not below plain GRPO's (seeds 0/1/2 measured: 0.878 vs 0.878, 0.404 vs 0.367, see the README), and it
+    raises the SFT start (seed 0: 0.599 -> 0.878). The tolerance is one 95% half-interval of a 96-prompt run."""
+    results = load("grpo_motion_qa").main([
+        "--output-dir", str(tmp_path), "--seeds", "0", "--variants", "grpo,tgrpo", "--tasks", "which_half",
+        "--duration", "8",
+    ])
+    start, grpo, tgrpo = results["start"][0], results["grpo"][0], results["tgrpo"][0]
+    assert tgrpo["accuracy"] >= start["accuracy"] + 0.1, (start, tgrpo)
+    assert tgrpo["accuracy"] >= grpo["accuracy"] - 0.035, (grpo, tgrpo)
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_alignment_with_delta_beats_delta_zeroed(tmp_path):
     results = load("align_delta_encoder").main([
@@ -48,7 +63,7 @@ def test_lora_adapts_to_the_speed_shift(tmp_path):
         "--output-dir", str(tmp_path / "lora"), "--data-dir", str(tmp_path / "data"), "--seeds", "0",
         "--test-samples", "48", "--quiet",
     ])
-    assert results["accuracy_before"] <= 0.6, results  # the shift leaves headroom (0.44 on 96 prompts)
+    assert results["accuracy_before"] <= 0.6, results  # the shift leaves headroom (0.25 on 96 prompts)
     assert results["accuracy_after"] >= results["accuracy_before"] + 0.15, results
 
 

@@ -145,4 +145,7 @@ def test_quick_examples_run(line, tmp_path):
 @pytest.mark.parametrize("line", [line for line in _example_lines()
                                   if line not in {f"python {e}" for e in FAST_EXAMPLES}])
 def test_training_examples_run_with_defaults(line, tmp_path):
-    _run(_as_argv(line, REPO), tmp_path, timeout=3500)
+    """`pytest -m slow tests/test_readme.py -rP --durations=0` shows each recipe's printed results and its time
+    (the README's training table quotes them)."""
+    done = _run(_as_argv(line, REPO), tmp_path, timeout=3500)
+    print(done.stdout[-6000:])
