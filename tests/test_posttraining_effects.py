@@ -69,12 +69,13 @@ def test_lora_adapts_to_the_speed_shift(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_self_consistency_beats_one_sampled_chain(tmp_path):
-    """Voting over 5 sampled chains beats one sampled chain by a wide margin (measured +0.37 on 96 prompts). It does
-    not beat greedy decoding on these tiny models, whose greedy chain is right far more often than a sampled one
-    (README training table), so that is not asserted."""
+def test_self_consistency_recovers_what_sampling_loses(tmp_path):
+    """Voting over 9 chains at T=0.7 beats one sampled chain (measured on 96 prompts: 0.885 -> 0.990) and comes
+    within a prompt or two of greedy (1.000): on these tiny models the chain has one decision, so the vote converges
+    to greedy's answer from below and cannot pass it (README training table)."""
     summary = load("test_time_scaling").main([
         "--output-dir", str(tmp_path), "--sample-seeds", "0", "--eval-samples", "48", "--n", "0",
     ])
-    assert summary["one sample"] <= 0.9, summary  # voting has room
-    assert summary["self-consistency@5"] >= summary["one sample"] + 0.15, summary
+    assert summary["one sample"] <= 0.95, summary  # voting has room
+    assert summary["self-consistency@9"] >= summary["one sample"] + 0.05, summary
+    assert summary["self-consistency@9"] >= summary["greedy"] - 0.05, summary

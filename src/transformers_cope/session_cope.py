@@ -308,22 +308,15 @@ class CoPEVideoSession:
         embeds = self._embed_text(ids)
         dtype = embeds.dtype
         pixels = features["pixel_values_videos"].to(self._device, dtype)
-        parts = [(config.video_token_id, self._base.get_video_features(pixels, return_dict=True).pooler_output,
-                  "keyframe")]
+        keyframes = self._base.get_video_features(pixels, return_dict=True).pooler_output.flatten(0, 1)
+        parts = [(ids == config.video_token_id, keyframes, "A GOP's keyframe", "<|video_pad|>", "its keyframes")]
         motion = features.get("delta_motion_vectors")
         if motion is not None and motion.shape[0] > 0:
             delta = self._base.get_delta_features(motion.to(self._device, dtype),
                                                   features["delta_residuals"].to(self._device, dtype),
-                                                  return_dict=True).pooler_output
-            parts.append((config.delta_token_id, delta, "Δ"))
-        for token_id, values, kind in parts:
-            values = values.flatten(0, 1)
-            mask = ids == token_id
-            if int(mask.sum()) != values.shape[0]:
-                raise ValueError(f"a GOP's {kind} placeholders ({int(mask.sum())}) and features ({values.shape[0]}) "
-                                 "do not match: the processor and the model config disagree on tokens per step")
-            embeds = embeds.masked_scatter(mask.unsqueeze(-1).expand_as(embeds), values.to(dtype))
-        return embeds
+                                                  return_dict=True).pooler_output.flatten(0, 1)
+            parts.append((ids == config.delta_token_id, delta, "A GOP's Δ", "<|delta_pad|>", "its Δ steps"))
+        return type(self._base)._merge_features(embeds, parts)  # the model's own merge: same order, same checks
 
     def _prefill(self, embeds: torch.Tensor) -> None:
         self._lm(inputs_embeds=embeds, use_cache=True, **{self._lm_cache_kwarg: self._cache})
