@@ -18,10 +18,7 @@ parameters instead of a render.Scene), so the training collator and `evaluate_vi
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 
@@ -30,7 +27,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 from PIL import Image
 
-from .synthetic_qa import LETTERS, SPLITS, _absolute, sample_seed
+from .synthetic_qa import LETTERS, SPLITS, map_jobs, sample_seed, write_split
 
 __all__ = ["CAMERA_MOTIONS", "CAMERA_TASKS", "CAMERA_QUESTIONS", "CameraMotionQA", "render_camera_video",
            "skimage_photos", "sklearn_photos"]
@@ -100,7 +97,8 @@ class CameraMotionQA:
         self.tasks = tuple(tasks)
         self.durations, self.heights, self.fps_choices = tuple(durations), tuple(heights), tuple(fps_choices)
         self.object_probability = float(object_probability)
-        self.object_sizes, self.object_speeds = _range("object_sizes", object_sizes), _range("object_speeds", object_speeds)
+        self.object_sizes = _range("object_sizes", object_sizes)
+        self.object_speeds = _range("object_speeds", object_speeds)
         if not 0.0 < self.object_sizes[1] <= 0.8:
             raise ValueError(f"object_sizes must lie in (0, 0.8] of the frame height, got {object_sizes}")
 
@@ -194,20 +192,9 @@ class CameraMotionQA:
             path = out_dir / rec["video"]
             if overwrite or not path.exists():
                 jobs.append((str(path), params))
-        photos = self.photos
-        if num_workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(max_workers=num_workers, initializer=_set_photos, initargs=(photos,)) as pool:
-                it = pool.map(_render_job, jobs, chunksize=max(1, len(jobs) // (8 * num_workers)))
-                _drain(it, len(jobs), progress, split)
-        else:
-            _set_photos(photos)
-            _drain(map(_render_job, jobs), len(jobs), progress, split)
-        tmp = out_dir / f".{split}.jsonl.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for rec in records:
-                fh.write(json.dumps(rec) + "\n")
-        os.replace(tmp, out_dir / f"{split}.jsonl")
-        return [_absolute(r, out_dir) for r in records]
+        map_jobs(_render_job, jobs, num_workers=num_workers, progress=progress, desc=f"render camera {split}",
+                 initializer=_set_photos, initargs=(self.photos,))
+        return write_split(out_dir, split, records)
 
 
 def _range(name: str, value) -> tuple[float, float]:
@@ -230,15 +217,6 @@ def _render_job(job) -> str:
     path, params = job
     render_camera_video(path, _PHOTOS, params)
     return path
-
-
-def _drain(it, total: int, progress: bool, split: str) -> None:
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, total=total, desc=f"render camera {split}")
-    for _ in it:
-        pass
 
 
 def _padded(photo: np.ndarray) -> tuple[Image.Image, int, int]:

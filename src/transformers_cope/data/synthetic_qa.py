@@ -315,29 +315,8 @@ class SyntheticMotionQA:
             path = out_dir / rec["video"]
             if overwrite or not path.exists():
                 jobs.append((str(path), scene, self.codec, self.fps, self.gop_size, self.crf, self.preset))
-        it = None
-        if num_workers > 1 and len(jobs) > 1:
-            pool = ProcessPoolExecutor(max_workers=num_workers)
-            it = pool.map(_render_job, jobs, chunksize=max(1, len(jobs) // (8 * num_workers)))
-        else:
-            pool = None
-            it = map(_render_job, jobs)
-        if progress:
-            from tqdm.auto import tqdm
-
-            it = tqdm(it, total=len(jobs), desc=f"render {split}")
-        try:
-            for _ in it:
-                pass
-        finally:
-            if pool is not None:
-                pool.shutdown()
-        tmp = out_dir / f".{split}.jsonl.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for rec in records:
-                fh.write(json.dumps(rec) + "\n")
-        os.replace(tmp, out_dir / f"{split}.jsonl")
-        return [_absolute(r, out_dir) for r in records]
+        map_jobs(_render_job, jobs, num_workers=num_workers, progress=progress, desc=f"render {split}")
+        return write_split(out_dir, split, records)
 
 
 def _describe(d) -> str:
@@ -371,6 +350,41 @@ def record_scene(record: dict) -> Scene:
     for key in ("pan", "background_period", "background_color"):
         d[key] = tup(d.get(key))
     return Scene(**d, sprites=tuple(sprites))
+
+
+def map_jobs(fn, jobs: list, *, num_workers: int = 1, progress: bool = True, desc: str = "render",
+             initializer=None, initargs: tuple = ()):
+    """Run `fn` over `jobs` (in a process pool when num_workers > 1 and there is more than one job), with a tqdm
+    bar; returns once every job is done. The generators' shared render loop (synthetic_qa, camera_motion)."""
+    pool = None
+    if num_workers > 1 and len(jobs) > 1:
+        pool = ProcessPoolExecutor(max_workers=num_workers, initializer=initializer, initargs=initargs)
+        it = pool.map(fn, jobs, chunksize=max(1, len(jobs) // (8 * num_workers)))
+    else:
+        if initializer is not None:
+            initializer(*initargs)
+        it = map(fn, jobs)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, total=len(jobs), desc=desc)
+    try:
+        for _ in it:
+            pass
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+def write_split(out_dir: Path, split: str, records: list[dict]) -> list[dict]:
+    """Write out_dir/<split>.jsonl atomically (once its videos are rendered, so a crash never leaves a JSONL that
+    points at missing files) and return the records with absolute video paths."""
+    tmp = out_dir / f".{split}.jsonl.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec) + "\n")
+    os.replace(tmp, out_dir / f"{split}.jsonl")
+    return [_absolute(r, out_dir) for r in records]
 
 
 def _absolute(record: dict, root: Path) -> dict:
