@@ -15,6 +15,10 @@ Defaults (why): the direction task on 4 s clips, 512 training prompts and 200 SF
 motion (clearly above the 25% chance) but is not saturated, so the accuracy reward carries signal; from a start that
 cannot yet answer, every group's rewards are equal, only the format is learnable and GRPO collapses to one answer.
 The held-out reward is printed without the T-GRPO bonus, so `tgrpo` rows compare with `grpo` rows.
+
+T-GRPO needs a task whose answer is the order of the Δ steps (`which_half`): on the base tasks every step carries the
+same motion, shuffling cannot change the answer and the temporal bonus has nothing to reward. Measured (seeds 0/1/2,
+96 held-out prompts, sampled accuracy): GRPO 0.878 / 0.367 / 0.378, T-GRPO 0.878 / 0.404 / 0.419.
 """
 
 from __future__ import annotations
