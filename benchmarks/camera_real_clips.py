@@ -7,6 +7,8 @@ Two checks, each with answers verified by looking at the frames (the model card 
   2. The same still segments (and the city clip's last shot, 5.2-7.6 s, whose camera drifts by under 1 % of the
      frame per second) seen through a virtual camera: a crop window of 80 % of the frame sliding left, right, up or
      down by 4 % of the frame per second, or held still: real footage, real objects moving, known camera motion.
+  3. The same sources through a virtual zoom: the crop window shrinks (zoom in) or grows (zoom out) around the
+     frame's centre by 6 % per second, asked "Does the camera zoom in or out?".
 Segments are cut and re-encoded in memory-light temp files (libx264); the processor then reads them as any file.
 
     python benchmarks/camera_real_clips.py [--model PATH] [--media ../shared/media]
@@ -34,6 +36,8 @@ STILL_SEGMENTS = (
 VIRTUAL_SOURCES = STILL_SEGMENTS[:2] + (("city_cc0.mpg", 5.2, 7.6, "near-still camera on two towers at night"),)
 WINDOW_DIR = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1), "static": (0, 0)}
 QUESTION = "How does the camera move?\nAnswer with one word."
+ZOOM_QUESTION = "Does the camera zoom in or out?\nAnswer with one word."
+ZOOM_SIGN = {"in": 1.0, "out": -1.0}
 
 
 def read_segment(path: Path, start: float, end: float) -> tuple[list[np.ndarray], Fraction]:
@@ -59,20 +63,23 @@ def write_clip(path: Path, frames, rate: Fraction) -> Path:
     return path
 
 
-def virtual_camera(frames, rate: Fraction, motion: str, speed: float = 0.04, window: float = 0.8):
-    """A crop window (window x the frame) sliding by `speed` of the frame per second in `motion`'s direction."""
+def virtual_camera(frames, rate: Fraction, motion: str, speed: float = 0.04, window: float = 0.8,
+                   zoom_speed: float = 0.06):
+    """A crop window (window x the frame) sliding by `speed` of the frame per second in `motion`'s direction, or,
+    for motion "in"/"out", shrinking/growing around the centre by `zoom_speed` per second (window 0.8 at mid-clip)."""
     h, w = frames[0].shape[:2]
-    ww, wh = window * w, window * h
-    ux, uy = WINDOW_DIR[motion]
+    ux, uy = WINDOW_DIR.get(motion, (0, 0))
     n = len(frames)
     travel = speed * n / float(rate)  # fraction of the frame over the clip
+    out_w, out_h = int(window * w) // 2 * 2, int(window * h) // 2 * 2  # every frame the same size
     out = []
     for k, rgb in enumerate(frames):
         f = k / max(n - 1, 1)
+        scale = np.exp(-ZOOM_SIGN.get(motion, 0.0) * zoom_speed * (f - 0.5) * n / float(rate))
+        ww, wh = min(window * scale, 1.0) * w, min(window * scale, 1.0) * h
         x0 = (w - ww) / 2 + ux * (f - 0.5) * travel * w
         y0 = (h - wh) / 2 + uy * (f - 0.5) * travel * h
-        img = Image.fromarray(rgb).transform((int(ww) // 2 * 2, int(wh) // 2 * 2), Image.AFFINE,
-                                             (ww / (int(ww) // 2 * 2), 0, x0, 0, wh / (int(wh) // 2 * 2), y0),
+        img = Image.fromarray(rgb).transform((out_w, out_h), Image.AFFINE, (ww / out_w, 0, x0, 0, wh / out_h, y0),
                                              resample=Image.BILINEAR)
         out.append(np.asarray(img))
     return out
@@ -103,12 +110,17 @@ def main(argv=None) -> dict:
                 clip = write_clip(Path(tmp) / f"{name}-{start}-{motion}.mp4", virtual_camera(frames, rate, motion), rate)
                 answer = vqa(str(clip), question=QUESTION, max_new_tokens=4)[0]["answer"]
                 rows.append(("virtual camera", f"{name} {start:g}-{end:g} s", seen, motion, answer))
+            for motion in ZOOM_SIGN:
+                clip = write_clip(Path(tmp) / f"{name}-{start}-zoom-{motion}.mp4", virtual_camera(frames, rate, motion),
+                                  rate)
+                answer = vqa(str(clip), question=ZOOM_QUESTION, max_new_tokens=4)[0]["answer"]
+                rows.append(("virtual zoom", f"{name} {start:g}-{end:g} s", seen, motion, answer))
     print("| check | clip | what the frames show | truth | answer |")
     print("|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
-    correct = {kind: [r[3] == r[4].strip().lower() for r in rows if r[0] == kind] for kind in ("real camera",
-                                                                                               "virtual camera")}
+    correct = {kind: [r[3] == r[4].strip().lower() for r in rows if r[0] == kind]
+               for kind in ("real camera", "virtual camera", "virtual zoom")}
     for kind, hits in correct.items():
         print(f"{kind}: {sum(hits)}/{len(hits)} correct")
     return {"rows": rows, "correct": {k: (sum(v), len(v)) for k, v in correct.items()}}

@@ -90,3 +90,26 @@ def test_subject_knobs_draw_large_fast_objects():
         obj = qa.draw(seed, "static")["object"]
         assert obj is not None and 0.3 <= obj["size"] <= 0.7
         assert 0.05 - 1e-9 <= float(np.hypot(*obj["velocity"])) <= 0.4 + 1e-9
+
+
+def test_codec_motion_of_a_zoom_diverges_or_converges(tmp_path):
+    """camera_zoom: zooming in, the content grows from the centre (codec vectors point outwards: positive divergence);
+    zooming out, inwards. Frame 0 is the same for both."""
+    from transformers_cope.data.camera_motion import render_camera_video
+
+    qa = CameraMotionQA(PHOTOS, tasks=("camera_zoom",), durations=(4,), heights=(96,), fps_choices=(10,),
+                        object_probability=0.0)
+    firsts = [next(camera_frames(PHOTOS, qa.draw(5, m))) for m in ("in", "out")]
+    np.testing.assert_array_equal(firsts[0], firsts[1])
+    divergence = {}
+    for k, motion in enumerate(("in", "out")):
+        params = dict(qa.draw(77 + k, motion), speed=0.15, shake=0.0, gain_end=1.0)
+        path = render_camera_video(tmp_path / f"zoom_{motion}.mp4", PHOTOS, params)
+        mv = extract_primitives(path, fps=1.0, gop_size=8, keyframes_per_gop=1, size=(64, 64),
+                                mv_block=8).motion_vectors.mean(0)  # (2, 8, 8)
+        centred = np.arange(8) - 3.5
+        divergence[motion] = float((mv[0] * centred[None, :]).mean() + (mv[1] * centred[:, None]).mean())
+    assert divergence["in"] > 3 and divergence["out"] < -3, divergence
+    records = qa.generate(4, tmp_path / "records", seed=1, split="test", progress=False)
+    assert sorted(r["answer_text"] for r in records) == ["in", "in", "out", "out"]
+    assert all(r["question"] == "Does the camera zoom in or out?" for r in records)

@@ -29,15 +29,24 @@ from PIL import Image
 
 from .synthetic_qa import LETTERS, SPLITS, map_jobs, sample_seed, write_split
 
-__all__ = ["CAMERA_MOTIONS", "CAMERA_TASKS", "CAMERA_QUESTIONS", "CameraMotionQA", "render_camera_video",
-           "skimage_photos", "sklearn_photos"]
+__all__ = ["CAMERA_MOTIONS", "CAMERA_TASKS", "CAMERA_QUESTIONS", "DEFAULT_CAMERA_TASKS", "CameraMotionQA",
+           "render_camera_video", "skimage_photos", "sklearn_photos"]
 
 CAMERA_MOTIONS = ("left", "right", "up", "down", "static")
-CAMERA_TASKS = ("camera_motion", "camera_pan_photo")
+# camera_zoom comes last: a task's index seeds its answer blocks, so the older tasks' records never change.
+CAMERA_TASKS = ("camera_motion", "camera_pan_photo", "camera_zoom")
+DEFAULT_CAMERA_TASKS = ("camera_motion", "camera_pan_photo")
 # The questions these tasks ask (the embedded model's card and the pipeline's out-of-domain note quote them).
 CAMERA_QUESTIONS = {"camera_motion": "How does the camera move?",
-                    "camera_pan_photo": "Does the camera pan left or right?"}
-_WINDOW_DIR = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0), "static": (0.0, 0.0)}
+                    "camera_pan_photo": "Does the camera pan left or right?",
+                    "camera_zoom": "Does the camera zoom in or out?"}
+_TASK_ANSWERS = {"camera_motion": CAMERA_MOTIONS, "camera_pan_photo": ("left", "right"), "camera_zoom": ("in", "out")}
+_WINDOW_DIR = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0), "static": (0.0, 0.0),
+               "in": (0.0, 0.0), "out": (0.0, 0.0)}
+# zoom: the window shrinks (in: the content grows from the centre) or grows (out), by `speed` per second, at least 3 %
+# per second (slower is under a pixel at the codec's 64 px) and at most 2x over the clip (the window stays on the
+# mirror-padded photo)
+_ZOOM_SIGN = {"in": 1.0, "out": -1.0}
 # scikit-image's bundled photographs (no download): natural scenes, objects, textures, microscopy, astronomy.
 SKIMAGE_PHOTOS = ("astronaut", "brick", "camera", "cat", "coffee", "coins", "grass", "gravel", "hubble_deep_field",
                   "immunohistochemistry", "moon", "rocket", "retina", "motorcycle")
@@ -72,7 +81,8 @@ class CameraMotionQA:
     """Seeded camera-motion clips over `photos` (a list of RGB uint8 arrays) and their QA records.
 
     tasks: "camera_motion" ("How does the camera move?": left/right/up/down/static, open word or 4 options) and
-    "camera_pan_photo" (the synthetic benchmark's "Does the camera pan left or right?" over photos). A dataset is a
+    "camera_pan_photo" (the synthetic benchmark's "Does the camera pan left or right?" over photos) and
+    "camera_zoom" ("Does the camera zoom in or out?"; not in the default `tasks`). A dataset is a
     pure function of (photos, knobs, seed, split, num_samples).
 
     The independent object appears with `object_probability`; its side is drawn from `object_sizes` (fractions of
@@ -81,7 +91,7 @@ class CameraMotionQA:
     of a still camera is not the camera moving.
     """
 
-    def __init__(self, photos: Sequence[np.ndarray], *, tasks: Sequence[str] = CAMERA_TASKS,
+    def __init__(self, photos: Sequence[np.ndarray], *, tasks: Sequence[str] = DEFAULT_CAMERA_TASKS,
                  durations: Sequence[int] = (4, 5, 6, 7, 8), heights: Sequence[int] = (72, 96, 128),
                  fps_choices: Sequence[int] = (10, 15, 25), object_probability: float = 0.5,
                  object_sizes: tuple[float, float] = (0.15, 0.45), object_speeds: tuple[float, float] = (0.0, 0.15)):
@@ -147,7 +157,7 @@ class CameraMotionQA:
         """(record, camera parameters) of sample `index`; answers are balanced in blocks per task."""
         task = self.tasks[index % len(self.tasks)]
         j = index // len(self.tasks)
-        answers = list(CAMERA_MOTIONS) if task == "camera_motion" else ["left", "right"]
+        answers = list(_TASK_ANSWERS[task])
         block = np.random.default_rng([int(seed) & 0xFFFFFFFF, SPLITS[split], 0xCA3 + CAMERA_TASKS.index(task),
                                        j // len(answers)])
         motion = answers[int(block.permutation(len(answers))[j % len(answers)])]
@@ -162,17 +172,22 @@ class CameraMotionQA:
                 keep = set(fmt.choice(others, size=3, replace=False).tolist()) | {motion}
                 choices = [m for m in CAMERA_MOTIONS if m in keep]
             else:
-                choices = ["left", "right"]
+                choices = answers
             options = [f"{LETTERS[i]}. {c}" for i, c in enumerate(choices)]
             answer, answer_type = LETTERS[choices.index(motion)], "mc"
-        how = "holds still" if motion == "static" else f"pans {motion}"
+        if motion in _ZOOM_SIGN:
+            reasoning = ("The picture grows outwards from its centre, so the camera zooms in." if motion == "in"
+                         else "The picture shrinks towards its centre, so the camera zooms out.")
+        elif motion == "static":
+            reasoning = "The background stays in place, so the camera holds still."
+        else:
+            reasoning = f"The whole picture shifts consistently, so the camera pans {motion}."
         rid = f"{split}-{index:06d}"
         num_frames = params["duration"] * params["fps"]
         record = {
             "id": rid, "split": split, "task": task, "video": f"videos/{split}/{rid}.mp4", "question": question,
             "options": options, "answer": answer, "answer_text": motion, "answer_type": answer_type,
-            "reasoning": f"The whole picture shifts consistently, so the camera {how}." if motion != "static"
-            else "The background stays in place, so the camera holds still.",
+            "reasoning": reasoning,
             "interval": None, "seed": s_seed, "fps": float(params["fps"]), "duration": float(params["duration"]),
             "num_frames": num_frames, "size": [params["height"], params["width"]], "scene": params,
         }
@@ -236,6 +251,7 @@ def camera_frames(photos: Sequence[np.ndarray], params: dict):
     win_w, win_h = params["window"]
     ux, uy = _WINDOW_DIR[params["motion"]]
     step = np.array([ux * win_w, uy * win_h]) * params["speed"] / fps  # window px per frame
+    zoom = _ZOOM_SIGN.get(params["motion"], 0.0) * min(max(params["speed"], 0.03), np.log(2.0) / params["duration"])
     rng = np.random.default_rng(params["shake_seed"])
     # hand-held shake: smoothed noise around the path (bounded, unlike a random walk, so a still camera stays put)
     kernel = np.hanning(max(3, fps // 3))
@@ -260,8 +276,10 @@ def camera_frames(photos: Sequence[np.ndarray], params: dict):
     noise_rng = np.random.default_rng([params["noise_seed"], 0x0153])
     for k in range(n):
         cx, cy = np.array(params["center"]) + step * progress[k] + shake[k]
-        x0, y0 = cx - win_w / 2 + ox, cy - win_h / 2 + oy
-        frame = img.transform((w, h), Image.AFFINE, (win_w / w, 0.0, x0, 0.0, win_h / h, y0), resample=Image.BILINEAR)
+        scale = float(np.exp(-zoom * progress[k] / fps)) if zoom else 1.0
+        ww, wh = win_w * scale, win_h * scale
+        x0, y0 = cx - ww / 2 + ox, cy - wh / 2 + oy
+        frame = img.transform((w, h), Image.AFFINE, (ww / w, 0.0, x0, 0.0, wh / h, y0), resample=Image.BILINEAR)
         f = np.asarray(frame, np.float32)
         if obj is not None:
             px = int(round((obj["xy"][0] + obj["velocity"][0] * k / fps) * w))
