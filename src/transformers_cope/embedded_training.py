@@ -13,9 +13,10 @@ Data: `data.SyntheticMotionQA` (direction, moving, camera_pan over noise texture
 camera_pan_photo: left/right), plus a "subjects" set of camera_motion clips that always carry one large (30-70 % of
 the frame height), fast (up to 0.4 frame/s) independent object: v2 of the model, trained without it, read a subject
 rising in front of a still camera as the camera moving down (Big Buck Bunny's still shots, 0/4), and its weakest
-class on held-out photos was "static". Held out: the synthetic test split, and camera clips over scikit-learn's two bundled
-photographs (another source: no photo of it is in training). Not the real clips in ../shared/media: they are the
-final, by-eye check (see the model card).
+class on held-out photos was "static". `--zoom-samples 1000 --zoom-test 100` adds the `camera_zoom` task ("Does the
+camera zoom in or out?"); it is measured but not shipped (model card, "Zoom"). Held out: the synthetic test split,
+and camera clips over scikit-learn's two bundled photographs (another source: no photo of it is in training). Not the
+real clips in ../shared/media: they are the final, by-eye check (see the model card).
 """
 
 from __future__ import annotations
@@ -42,8 +43,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--camera-samples", type=int, default=2000, help="training samples of camera moves over photos")
     p.add_argument("--subject-samples", type=int, default=1500,
                    help="training camera_motion clips over photos with a large independently moving subject")
+    p.add_argument("--zoom-samples", type=int, default=0,
+                   help="training camera_zoom clips over photos (\"Does the camera zoom in or out?\"); the shipped "
+                        "model has none, see the model card's 'Zoom' section for the measured trade-off")
+    p.add_argument("--zoom-test", type=int, default=0, help="held-out camera_zoom clips over scikit-learn's photos")
     p.add_argument("--synthetic-test", type=int, default=600)
-    p.add_argument("--camera-test", type=int, default=200, help="held-out camera clips over scikit-learn's photos")
+    p.add_argument("--camera-test", type=int, default=400, help="held-out camera clips over scikit-learn's photos")
     p.add_argument("--epochs", type=float, default=6.0)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -92,22 +97,25 @@ def synthetic_split(args, split: str, num_samples: int) -> list[dict]:
     return records
 
 
-# The "subjects" set: its own seed stream (not the camera set's draws with an object added) and its own folder.
-SUBJECT_SEED_OFFSET = 1_000_003
+# Extra camera sets, each with its own seed stream (not another set's draws with a knob changed) and its own folder:
+# "subjects" (a large, fast independent object in every clip) and "zoom" (the camera_zoom task).
 SUBJECT_KNOBS = {"tasks": ("camera_motion",), "object_probability": 1.0, "object_sizes": (0.3, 0.7),
                  "object_speeds": (0.05, 0.4)}
+CAMERA_SETS = {None: (0, {}), "subjects": (1_000_003, SUBJECT_KNOBS), "zoom": (2_000_003, {"tasks": ("camera_zoom",)})}
 
 
-def camera_split(args, split: str, num_samples: int, source: str, subjects: bool = False) -> list[dict]:
+def camera_split(args, split: str, num_samples: int, source: str, kind: str | None = None) -> list[dict]:
     """Camera clips over scikit-image's photos (training) or scikit-learn's (the held-out source)."""
     from .data.camera_motion import CameraMotionQA, skimage_photos, sklearn_photos
 
+    if num_samples <= 0:
+        return []
     photos = skimage_photos() if source == "skimage" else sklearn_photos()
-    seed = args.seed + SUBJECT_SEED_OFFSET if subjects else args.seed
-    folder = Path(args.data_dir) / f"camera_{source}{'_subjects' if subjects else ''}_seed{args.seed}"
-    qa = CameraMotionQA(photos, **(SUBJECT_KNOBS if subjects else {}))
-    return qa.generate(num_samples, folder, seed=seed, split=split, num_workers=args.workers, overwrite=False,
-                       progress=not args.quiet)
+    offset, knobs = CAMERA_SETS[kind]
+    folder = Path(args.data_dir) / f"camera_{source}{'_' + kind if kind else ''}_seed{args.seed}"
+    return CameraMotionQA(photos, **knobs).generate(num_samples, folder, seed=args.seed + offset, split=split,
+                                                    num_workers=args.workers, overwrite=False,
+                                                    progress=not args.quiet)
 
 
 def main(argv=None) -> dict:
@@ -123,10 +131,11 @@ def main(argv=None) -> dict:
     started = time.perf_counter()
     train = (synthetic_split(args, "train", args.synthetic_samples)
              + camera_split(args, "train", args.camera_samples, "skimage")
-             + (camera_split(args, "train", args.subject_samples, "skimage", subjects=True)
-                if args.subject_samples else []))
+             + camera_split(args, "train", args.subject_samples, "skimage", "subjects")
+             + camera_split(args, "train", args.zoom_samples, "skimage", "zoom"))
     synthetic_test = synthetic_split(args, "test", args.synthetic_test)
-    camera_test = camera_split(args, "test", args.camera_test, "sklearn")
+    camera_test = camera_split(args, "test", args.camera_test, "sklearn") + camera_split(args, "test", args.zoom_test,
+                                                                                       "sklearn", "zoom")
     render_seconds = time.perf_counter() - started
 
     set_seed(args.seed)
