@@ -27,7 +27,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 from PIL import Image
 
-from .synthetic_qa import LETTERS, SPLITS, map_jobs, sample_seed, write_split
+from .synthetic_qa import LETTERS, SPLITS, generate_split, sample_seed
 
 __all__ = ["CAMERA_MOTIONS", "CAMERA_TASKS", "CAMERA_QUESTIONS", "DEFAULT_CAMERA_TASKS", "CameraMotionQA",
            "render_camera_video", "skimage_photos", "sklearn_photos"]
@@ -196,20 +196,9 @@ class CameraMotionQA:
     def generate(self, num_samples: int, out_dir: str | Path, *, seed: int = 0, split: str = "train",
                  num_workers: int = 1, overwrite: bool = True, progress: bool = True) -> list[dict]:
         """Render the clips into out_dir/videos/<split>/ and write out_dir/<split>.jsonl (absolute paths returned)."""
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
-        out_dir = Path(out_dir)
-        (out_dir / "videos" / split).mkdir(parents=True, exist_ok=True)
-        records, jobs = [], []
-        for i in range(int(num_samples)):
-            rec, params = self.build_record(i, seed=seed, split=split)
-            records.append(rec)
-            path = out_dir / rec["video"]
-            if overwrite or not path.exists():
-                jobs.append((str(path), params))
-        map_jobs(_render_job, jobs, num_workers=num_workers, progress=progress, desc=f"render camera {split}",
-                 initializer=_set_photos, initargs=(self.photos,))
-        return write_split(out_dir, split, records)
+        return generate_split(self.build_record, _render_job, num_samples, out_dir, seed=seed, split=split,
+                              num_workers=num_workers, overwrite=overwrite, progress=progress,
+                              desc=f"render camera {split}", initializer=_set_photos, initargs=(self.photos,))
 
 
 def _range(name: str, value) -> tuple[float, float]:

@@ -304,19 +304,9 @@ class SyntheticMotionQA:
         Returns the records with absolute video paths (as load_motion_qa does). Same arguments => identical JSONL
         and identical video bytes. overwrite=False keeps videos already on disk (resuming a long run).
         """
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
-        out_dir = Path(out_dir)
-        (out_dir / "videos" / split).mkdir(parents=True, exist_ok=True)
-        records, jobs = [], []
-        for i in range(int(num_samples)):
-            rec, scene = self.build_record(i, seed=seed, split=split)
-            records.append(rec)
-            path = out_dir / rec["video"]
-            if overwrite or not path.exists():
-                jobs.append((str(path), scene, self.codec, self.fps, self.gop_size, self.crf, self.preset))
-        map_jobs(_render_job, jobs, num_workers=num_workers, progress=progress, desc=f"render {split}")
-        return write_split(out_dir, split, records)
+        return generate_split(self.build_record, _render_job, num_samples, out_dir, seed=seed, split=split,
+                              job_extra=(self.codec, self.fps, self.gop_size, self.crf, self.preset),
+                              num_workers=num_workers, overwrite=overwrite, progress=progress, desc=f"render {split}")
 
 
 def _describe(d) -> str:
@@ -352,10 +342,33 @@ def record_scene(record: dict) -> Scene:
     return Scene(**d, sprites=tuple(sprites))
 
 
-def map_jobs(fn, jobs: list, *, num_workers: int = 1, progress: bool = True, desc: str = "render",
-             initializer=None, initargs: tuple = ()):
+def generate_split(build_record, render_job, num_samples: int, out_dir: str | Path, *, seed: int, split: str,
+                   job_extra: tuple = (), num_workers: int = 1, overwrite: bool = True, progress: bool = True,
+                   desc: str = "render", initializer=None, initargs: tuple = ()) -> list[dict]:
+    """The generators' shared `generate` (synthetic_qa, camera_motion): `build_record(i, seed=, split=)` gives
+    (record, what to render); `render_job((path, what, *job_extra))` writes out_dir/<record's video> for every
+    sample not on disk yet (all of them when `overwrite`), then the split's JSONL is written. Returns the records
+    with absolute video paths."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
+    out_dir = Path(out_dir)
+    (out_dir / "videos" / split).mkdir(parents=True, exist_ok=True)
+    records, jobs = [], []
+    for i in range(int(num_samples)):
+        record, what = build_record(i, seed=seed, split=split)
+        records.append(record)
+        path = out_dir / record["video"]
+        if overwrite or not path.exists():
+            jobs.append((str(path), what, *job_extra))
+    _map_jobs(render_job, jobs, num_workers=num_workers, progress=progress, desc=desc, initializer=initializer,
+              initargs=initargs)
+    return _write_split(out_dir, split, records)
+
+
+def _map_jobs(fn, jobs: list, *, num_workers: int = 1, progress: bool = True, desc: str = "render",
+              initializer=None, initargs: tuple = ()):
     """Run `fn` over `jobs` (in a process pool when num_workers > 1 and there is more than one job), with a tqdm
-    bar; returns once every job is done. The generators' shared render loop (synthetic_qa, camera_motion)."""
+    bar; returns once every job is done."""
     pool = None
     if num_workers > 1 and len(jobs) > 1:
         pool = ProcessPoolExecutor(max_workers=num_workers, initializer=initializer, initargs=initargs)
@@ -376,7 +389,7 @@ def map_jobs(fn, jobs: list, *, num_workers: int = 1, progress: bool = True, des
             pool.shutdown()
 
 
-def write_split(out_dir: Path, split: str, records: list[dict]) -> list[dict]:
+def _write_split(out_dir: Path, split: str, records: list[dict]) -> list[dict]:
     """Write out_dir/<split>.jsonl atomically (once its videos are rendered, so a crash never leaves a JSONL that
     points at missing files) and return the records with absolute video paths."""
     tmp = out_dir / f".{split}.jsonl.tmp"
