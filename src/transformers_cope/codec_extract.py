@@ -23,7 +23,7 @@ import numpy as np
 
 from .codec_decode import _decoded_frames, _frame_type, _mv_table, _set_decoder_threads, _timed
 from .codec_fusion import _Fuser, _grid_to_output, _Residual
-from .codec_probe import _describe, _Reader
+from .codec_probe import _describe, _frame_timeline, _Reader
 from .codec_schedule import _grid_steps, _resolve_size, _sampled, _Sampler, _step_times, step_frame_types
 from .codec_transcode import _configure_encoder, _encodable, _progress, _Scaler
 from .codec_types import _CLASSIC_MPEG_DECODERS, MV_EXPORTING_CODECS, GOPPrimitives, VideoInfo
@@ -298,14 +298,10 @@ def _gop_tail_filter(info: VideoInfo, targets: np.ndarray) -> Callable[[av.Packe
     if (info.reordered is not False or info.codec not in _CLASSIC_MPEG_DECODERS or n == 0 or n != info.num_packets
             or not len(info.keyframe_times) or not info.time_base or not len(targets)):
         return None
-    times = pts.astype(np.float64) * info.time_base
-    keys = np.searchsorted(times, info.keyframe_times)
-    if keys[-1] >= n or not np.array_equal(times[keys], info.keyframe_times):
+    timeline = _frame_timeline(info)
+    if timeline is None:
         return None
-    keys = np.unique(keys)
-    # frame i takes the targets in (mid[i - 1], mid[i]] (_Sampler / _sampled); the last frame one frame beyond
-    mid = np.append(0.5 * (times[:-1] + times[1:]), times[-1] + 1.0 / info.fps)
-    eps = 1e-6 * max(1.0, float(np.abs(times).max()))
+    _, keys, mid, eps = timeline
     taken = np.concatenate([np.searchsorted(mid, targets - eps), np.searchsorted(mid, targets + eps)])
     taken = np.minimum(taken, n - 1)
     gop = np.searchsorted(keys, np.arange(n), side="right") - 1  # -1: before the first keyframe (never dropped)

@@ -49,7 +49,7 @@ from .codec_extract import (
     _sequential,
     _transcode_targets,
 )
-from .codec_probe import _open, _Reader
+from .codec_probe import _frame_timeline, _open, _Reader
 from .codec_types import GOPPrimitives
 
 # num_workers=None: one worker per 2 available cores (a sequential extraction already keeps about two busy: the
@@ -122,18 +122,14 @@ def _split(plan: _Plan, num_workers: int | None) -> list[_Segment] | None:
     if (info.truncated or info.reordered is None or n < 2 or n != info.num_packets or not info.time_base
             or not len(info.keyframe_times) or np.any(np.diff(pts) <= 0)):
         return None
-    times = pts.astype(np.float64) * info.time_base
-    keys = np.searchsorted(times, info.keyframe_times)
-    if keys[-1] >= n or not np.array_equal(times[keys], info.keyframe_times):
+    timeline = _frame_timeline(info)
+    if timeline is None:
         return None
-    keys = np.unique(keys)
+    _, keys, mid, eps = timeline
     if plan.native:
         targets, step_target = plan.times, np.arange(len(plan.types) + 1)
     else:
         targets, _, step_target = _transcode_targets(plan.times, plan.types, plan.codec_fps, info.num_packets)
-    # frame i takes the targets in (mid[i - 1], mid[i]] (_Sampler); a margin keeps the earlier frame on a tie
-    mid = np.append(0.5 * (times[:-1] + times[1:]), times[-1] + 1.0 / info.fps)
-    eps = 1e-6 * max(1.0, float(np.abs(times).max()))
     candidates = []  # (key frame index, GOP start step, first frame of that step)
     for start in range(plan.gop_size, len(plan.types), plan.gop_size):
         frame = min(int(np.searchsorted(mid, targets[step_target[start]] - eps, side="left")), n - 1)

@@ -31,6 +31,21 @@ from .errors import (
 )
 
 
+def _frame_timeline(info: VideoInfo):
+    """(times, keys, mid, eps) of the packet scan, or None when the key packets' times are not frame times.
+
+    times: each frame's presentation time (display order); keys: the keyframes' frame indices; frame i takes the
+    sampling targets in (mid[i - 1], mid[i]] (_Sampler / _sampled; the last frame reaches one frame beyond); eps: the
+    margin that keeps the earlier frame on a tie. The callers check that the scan is usable (timestamps, one packet
+    per frame, at least one keyframe) first; the split planner and the GOP-tail filter read frames this one way."""
+    times = info.frame_pts.astype(np.float64) * info.time_base
+    keys = np.searchsorted(times, info.keyframe_times)
+    if keys[-1] >= len(times) or not np.array_equal(times[keys], info.keyframe_times):
+        return None
+    mid = np.append(0.5 * (times[:-1] + times[1:]), times[-1] + 1.0 / info.fps)
+    return times, np.unique(keys), mid, 1e-6 * max(1.0, float(np.abs(times).max()))
+
+
 def _describe(src) -> str:
     return VideoDecodeError(src, "").path
 
