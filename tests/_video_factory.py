@@ -19,10 +19,12 @@ __all__ = ["Scene", "Sprite", "textured_scene", "render_video", "write_video", "
 
 def write_video(path, scene: Scene, *, codec: str = "libx264", fps: int = 30, pix_fmt: str = "yuv420p",
                 gop_size: int | None = None, bframes: int = 0, options: dict | None = None,
-                container_options: dict | None = None) -> Path:
-    """Encode `scene` with any PyAV encoder; single-threaded so the bytes are reproducible."""
-    path = Path(path)
-    with av.open(str(path), mode="w", options=container_options or {}) as out:
+                container_options: dict | None = None, x264_params: str = "", format: str | None = None):
+    """Encode `scene` with any PyAV encoder; single-threaded so the bytes are reproducible. `path` is a file path
+    (returned as a Path) or a writable binary file object (returned as is; give `format`, e.g. "mpegts");
+    `x264_params` are appended to libx264's (e.g. "open-gop=1")."""
+    target = path if hasattr(path, "write") else str(Path(path))
+    with av.open(target, mode="w", format=format, options=container_options or {}) as out:
         stream = out.add_stream(codec, rate=Fraction(fps))
         stream.width, stream.height, stream.pix_fmt = scene.width, scene.height, pix_fmt
         cc = stream.codec_context
@@ -33,7 +35,7 @@ def write_video(path, scene: Scene, *, codec: str = "libx264", fps: int = 30, pi
             if gop_size:
                 params += [f"keyint={gop_size}", f"min-keyint={gop_size}"]
             opts.setdefault("preset", "veryfast")
-            opts["x264-params"] = ":".join(params)
+            opts["x264-params"] = ":".join(params + ([x264_params] if x264_params else []))
         else:
             if gop_size:
                 cc.gop_size = gop_size
@@ -48,7 +50,7 @@ def write_video(path, scene: Scene, *, codec: str = "libx264", fps: int = 30, pi
             frame.pts = i
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
-    return path
+    return path if hasattr(path, "write") else Path(path)
 
 
 def write_audio_only(path, seconds: float = 0.5, codec: str = "aac") -> Path:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import io
 import threading
 import time
-from fractions import Fraction
 
 import av
 import numpy as np
 import pytest
 
+from _video_factory import write_video
 from test_codec_stream import FIELDS
 from transformers_cope import iter_live_primitives, iter_primitives
 from transformers_cope.data.render import iter_frames, textured_scene
@@ -22,18 +22,7 @@ LAYOUT = dict(fps=4.0, gop_size=4, size=(64, 96))
 def encoded(fmt: str, options: dict | None = None, frames: int = 150) -> bytes:
     """5 s of a panning scene, H.264 I/P (keyframe every 30 frames), muxed as `fmt` in memory."""
     scene = textured_scene(height=96, width=128, num_frames=frames, pan=(1.5, 0.5), sprite_velocity=(-2.0, 1.0))
-    buf = io.BytesIO()
-    with av.open(buf, "w", format=fmt, options=options or {}) as out:
-        stream = out.add_stream("libx264", rate=Fraction(30))
-        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
-        stream.codec_context.thread_count = 1
-        stream.options = {"preset": "veryfast", "x264-params": "keyint=30:bframes=0:scenecut=0"}
-        for i, rgb in enumerate(iter_frames(scene)):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
-            frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    return buf.getvalue()
+    return write_video(io.BytesIO(), scene, fps=30, gop_size=30, format=fmt, container_options=options).getvalue()
 
 
 def assert_gops_equal(a, b) -> None:

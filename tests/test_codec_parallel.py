@@ -4,7 +4,6 @@ equal to the sequential result; files that cannot be split fall back to sequenti
 from __future__ import annotations
 
 import warnings
-from fractions import Fraction
 
 import av
 import pytest
@@ -13,7 +12,6 @@ from _video_factory import textured_scene, write_video
 from test_codec_stream import assert_same
 from transformers_cope import codec_parallel
 from transformers_cope.codec import extract_primitives, iter_primitives
-from transformers_cope.data.render import iter_frames
 
 
 @pytest.fixture
@@ -72,18 +70,8 @@ def test_parallel_equals_sequential_on_b_frames(bframe_clip, kwargs, splits):
 def test_open_gop_keyframes_are_not_split_points(tmp_path):
     """x264's open GOPs mark non-IDR I-frames as keyframes; frames after them may be predicted from before them,
     so they are no split points: the file is extracted sequentially, with the same result."""
-    path = tmp_path / "open_gop.mp4"
     scene = textured_scene(height=64, width=96, num_frames=60, pan=(1.5, 0.5))
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=Fraction(30))
-        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
-        stream.codec_context.thread_count = 1
-        stream.options = {"preset": "veryfast", "x264-params": "bframes=2:keyint=15:min-keyint=15:scenecut=0:open-gop=1"}
-        for i, rgb in enumerate(iter_frames(scene)):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
-            frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
+    path = write_video(tmp_path / "open_gop.mp4", scene, bframes=2, gop_size=15, x264_params="open-gop=1")
     it = iter_primitives(path, num_workers=2, fps=4.0, gop_size=2, size=(64, 96))
     assert len(it.info.keyframe_times) == 4
     it.close()
