@@ -144,6 +144,7 @@ def main(argv=None) -> dict:
         evaluate_video_qa,
         freeze_batchnorm,
         load_model_and_processor,
+        set_chat_stop_tokens,
         sft_arguments,
     )
 
@@ -195,9 +196,7 @@ def main(argv=None) -> dict:
     train_seconds = time.perf_counter() - start
 
     # Stop generation at the end of the assistant turn, then save model + processor (safetensors).
-    tokenizer = processor.tokenizer
-    model.generation_config.eos_token_id = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id]
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    set_chat_stop_tokens(model, processor)
     trainer.save_model(args.output_dir)
     results = {"train_seconds": round(train_seconds, 1), "output_dir": str(args.output_dir), "tasks": tasks,
                "train_samples": len(train_dataset), "world_size": training_args.world_size,

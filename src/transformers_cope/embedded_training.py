@@ -126,7 +126,7 @@ def main(argv=None) -> dict:
 
     from .data.synthetic_qa import to_messages
     from .training import (ChatVideoDataset, CoPEDataCollator, apply_freezing, build_trainer, evaluate_video_qa,
-                           freeze_batchnorm, sft_arguments)
+                           freeze_batchnorm, set_chat_stop_tokens, sft_arguments)
 
     started = time.perf_counter()
     train = (synthetic_split(args, "train", args.synthetic_samples)
@@ -154,9 +154,7 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     trainer.train()
     train_seconds = time.perf_counter() - t0
-    tokenizer = processor.tokenizer
-    model.generation_config.eos_token_id = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id]
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    set_chat_stop_tokens(model, processor)
     trainer.save_model(args.output_dir)
 
     results = {"seed": args.seed, "train_samples": len(dataset), "steps": trainer.state.global_step,

@@ -10,6 +10,7 @@ from .sft import (
     cope_core,
     freeze_batchnorm,
     init_projection_layers,
+    set_chat_stop_tokens,
     sft_arguments,
     trainable_parameter_count,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "cope_core",
     "freeze_batchnorm",
     "init_projection_layers",
+    "set_chat_stop_tokens",
     "evaluate_video_qa",
     "keyframes_only",
     "load_answer_accuracy",

@@ -37,6 +37,7 @@ __all__ = [
     "cope_core",
     "freeze_batchnorm",
     "init_projection_layers",
+    "set_chat_stop_tokens",
     "sft_arguments",
     "trainable_parameter_count",
 ]
@@ -160,6 +161,14 @@ class ChatVideoDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.items[index]
+
+
+def set_chat_stop_tokens(model, processor) -> None:
+    """Make a trained chat model stop at the end of its turn: `<|im_end|>` (the chat template's turn end) or the
+    tokenizer's EOS, padding with its pad token; saved with the model in generation_config.json."""
+    tokenizer = processor.tokenizer
+    model.generation_config.eos_token_id = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id]
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
 
 
 def _checkpointing_name() -> str:
