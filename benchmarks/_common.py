@@ -156,7 +156,6 @@ def generated_1080p_clip(workdir: Path, *, seconds: int = 10, fps: int = 30, bfr
     """A 1920x1080 H.264 clip like a camera or web file (High profile, B-frames, x264's default GOP), made fast:
     one 1/f colour texture panned by whole pixels, a textured square moving across it, and mild sensor noise so the
     bitrate (and so the decode cost) is that of real footage rather than of a smooth synthetic frame."""
-    import av
     import numpy as np
 
     path = Path(workdir) / f"clip1080p_{seconds}s_{fps}fps_b{bframes}.mp4"
@@ -170,18 +169,39 @@ def generated_1080p_clip(workdir: Path, *, seconds: int = 10, fps: int = 30, bfr
 
     background = texture(big_h, big_w, 1)
     sprite = texture(240, 240, 2)
-    tmp = path.with_suffix(".tmp.mp4")
-    with av.open(str(tmp), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": "23", "x264-params": f"bframes={bframes}"}
+
+    def frames():
         for t in range(n):
             # the camera pans right/down, so the content moves left/up: crop further right/down each frame
             frame = background[pan[1] * (n - t):pan[1] * (n - t) + h, pan[0] * (n - t):pan[0] * (n - t) + w].copy()
             x, y = 200 + 8 * t % (w - 440), 400 + (4 * t) % (h - 640)
             frame[y:y + 240, x:x + 240] = sprite
-            noise = rng.integers(-3, 4, size=(h // 2, w // 2, 1), dtype=np.int16)
-            frame = np.clip(frame.astype(np.int16) + np.repeat(np.repeat(noise, 2, 0), 2, 1), 0, 255).astype(np.uint8)
+            yield sensor_noise(frame, rng, 3)
+
+    return encode_h264(path, frames(), fps=fps, width=w, height=h, bframes=bframes)
+
+
+def sensor_noise(frame, rng, amplitude: int):
+    """`frame` (H, W, 3 uint8) plus integer noise in [-amplitude, amplitude], one value per 2x2 block (chroma-sized,
+    so the encoder sees grain in every plane), the same on the three channels."""
+    import numpy as np
+
+    h, w = frame.shape[:2]
+    noise = rng.integers(-amplitude, amplitude + 1, size=(h // 2, w // 2, 1), dtype=np.int16)
+    return np.clip(frame.astype(np.int16) + np.repeat(np.repeat(noise, 2, 0), 2, 1), 0, 255).astype(np.uint8)
+
+
+def encode_h264(path: Path, frames, *, fps: int, width: int, height: int, bframes: int) -> Path:
+    """Encode RGB frames as H.264 like a camera or web file (x264 veryfast, CRF 23, `bframes` B-frames, its default
+    GOP); written to a temporary name first, so an interrupted run never leaves a clip the cache would reuse."""
+    import av
+
+    tmp = path.with_suffix(".tmp.mp4")
+    with av.open(str(tmp), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "veryfast", "crf": "23", "x264-params": f"bframes={bframes}"}
+        for frame in frames:
             out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         out.mux(stream.encode(None))
     tmp.replace(path)

@@ -29,11 +29,7 @@ def build_llava_ov(cope_config, device: str, dtype: torch.dtype, attn: str):
     )
     torch.manual_seed(0)
     with torch.device(device):
-        try:
-            model = LlavaOnevisionForConditionalGeneration._from_config(config, dtype=dtype, attn_implementation=attn)
-        except TypeError:  # older Transformers spell it torch_dtype
-            model = LlavaOnevisionForConditionalGeneration._from_config(config, torch_dtype=dtype,
-                                                                        attn_implementation=attn)
+        model = LlavaOnevisionForConditionalGeneration._from_config(config, dtype=dtype, attn_implementation=attn)
     return model.eval()
 
 

@@ -42,11 +42,13 @@ import torch  # noqa: E402
 from _common import (  # noqa: E402
     MEDIA_DIR,
     default_workdir,
+    encode_h264,
     fmt_s,
     interleaved_runs,
     load_average,
     machine_info,
     median,
+    sensor_noise,
     synchronize,
     table,
     texture,
@@ -68,8 +70,6 @@ LABELS = {"dense": "(a) dense (LLaVA-OV processor)", "sequential": "(b) CoPE seq
 def panned_clip(workdir: Path, *, seconds: int, fps: int, height: int, width: int, bframes: int = 3) -> Path:
     """An H.264 clip with B-frames (x264 veryfast, its default GOP): a 1/f colour texture panned by whole pixels, a
     textured square moving across it, mild noise. Cheap to make (a crop per frame), realistic to decode."""
-    import av
-
     path = Path(workdir) / f"pan_{seconds}s_{fps}fps_{height}x{width}_b{bframes}.mp4"
     if path.exists():
         return path
@@ -82,11 +82,8 @@ def panned_clip(workdir: Path, *, seconds: int, fps: int, height: int, width: in
     background = texture(span_y + height, span_x + width, 1)
     side = max(16, height // 4)
     sprite = texture(side, side, 2)
-    tmp = path.with_suffix(".tmp.mp4")
-    with av.open(str(tmp), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": "23", "x264-params": f"bframes={bframes}"}
+
+    def frames():
         for t in range(n):
             x = (pan[0] * t) % (2 * span_x)
             y = (pan[1] * t) % (2 * span_y)
@@ -94,12 +91,9 @@ def panned_clip(workdir: Path, *, seconds: int, fps: int, height: int, width: in
             frame = background[y:y + height, x:x + width].copy()
             sx, sy = (8 * t) % (width - side), (3 * t) % (height - side)
             frame[sy:sy + side, sx:sx + side] = sprite
-            noise = rng.integers(-2, 3, size=(height // 2, width // 2, 1), dtype=np.int16)
-            frame = np.clip(frame.astype(np.int16) + np.repeat(np.repeat(noise, 2, 0), 2, 1), 0, 255).astype(np.uint8)
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        out.mux(stream.encode(None))
-    tmp.replace(path)
-    return path
+            yield sensor_noise(frame, rng, 2)
+
+    return encode_h264(path, frames(), fps=fps, width=width, height=height, bframes=bframes)
 
 
 # ------------------------------------------------------------------------------------------------------ methods

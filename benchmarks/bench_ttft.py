@@ -124,11 +124,7 @@ def build_model(config, device: str, dtype: torch.dtype, attn: str):
     torch.manual_seed(0)
     config._attn_implementation = attn
     with torch.device(device):
-        try:
-            model = CoPEVideoLMForConditionalGeneration._from_config(config, dtype=dtype, attn_implementation=attn)
-        except TypeError:  # older Transformers spell it torch_dtype
-            model = CoPEVideoLMForConditionalGeneration._from_config(config, torch_dtype=dtype,
-                                                                     attn_implementation=attn)
+        model = CoPEVideoLMForConditionalGeneration._from_config(config, dtype=dtype, attn_implementation=attn)
     model.eval()
     model.generation_config.eos_token_id = None  # always generate exactly the requested tokens
     model.generation_config.pad_token_id = config.text_config.pad_token_id or 0

@@ -101,6 +101,16 @@ def build_data(data_dir: Path, *, train: int, held_out: int, tasks: list[str], s
     return train_records, held_records
 
 
+def data_from_args(args) -> tuple[list[str], list[dict], list[dict]]:
+    """(tasks, training records, held-out records) from the command line (--tasks, --data-dir or OUTPUT/data,
+    --train-samples, --eval-samples, --duration, --travel-scale); shared with test_time_scaling.py."""
+    data_dir = Path(args.data_dir) if args.data_dir else Path(args.output_dir) / "data"
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    train, held = build_data(data_dir, train=args.train_samples, held_out=args.eval_samples, tasks=tasks, seed=0,
+                             duration=args.duration, travel_scale=args.travel_scale)
+    return tasks, train, held
+
+
 # The tiny recipe of examples/train_motion_qa.py: 8 px motion-vector cells, MVs in units of 0.5 px, 4x4 MV patches.
 TINY_PROCESSOR = {"mv_block": 8, "mv_normalizer": 0.5}
 
@@ -260,11 +270,7 @@ def main(argv=None):
     if unknown:
         raise SystemExit(f"unknown --variants {unknown}; choose from grpo, tgrpo, sft")
     output_dir = Path(args.output_dir)
-    data_dir = Path(args.data_dir) if args.data_dir else output_dir / "data"
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    train_records, held_records = build_data(data_dir, train=args.train_samples, held_out=args.eval_samples,
-                                             tasks=tasks, seed=0, duration=args.duration,
-                                             travel_scale=args.travel_scale)
+    tasks, train_records, held_records = data_from_args(args)
     print(f"data: {len(train_records)} train / {len(held_records)} held-out prompts, tasks {tasks}, "
           f"{args.duration:g} s clips")
     reward = CombinedReward(json.loads(args.reward_weights) if args.reward_weights else None)

@@ -35,7 +35,7 @@ from transformers_cope.extras import require_extra
 require_extra("train", "trl", "datasets", "evaluate")  # one line, before anything runs, if the [train] extra is missing
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # reuse the GRPO example's data and warm start
 
-from grpo_motion_qa import DEFAULT_MODEL_DIR, build_data, load_processor, sft_warm_start  # noqa: E402
+from grpo_motion_qa import DEFAULT_MODEL_DIR, data_from_args, load_processor, sft_warm_start  # noqa: E402
 
 from transformers_cope.training.policy_eval import mean_ci95  # noqa: E402
 
@@ -76,11 +76,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     set_seed(args.seed)
     output_dir = Path(args.output_dir)
-    data_dir = Path(args.data_dir) if args.data_dir else output_dir / "data"
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    train_records, held_records = build_data(data_dir, train=args.train_samples, held_out=args.eval_samples,
-                                             tasks=tasks, seed=0, duration=args.duration,
-                                             travel_scale=args.travel_scale)
+    _, train_records, held_records = data_from_args(args)
     model_path = str(DEFAULT_MODEL_DIR) if args.model == "default" else args.model
     processor = load_processor(args.processor or model_path)
     if model_path:
